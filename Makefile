@@ -1,0 +1,34 @@
+# Every install step lives here: a fresh clone needs only Python >= 3.11, and Java >= 17 with Maven (or Docker).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv jars test demo bench bench-quick clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Resolve the Neo4j jars once into the cache dir (no-op when they are there, or when Docker answers).
+jars: $(STAMP)
+	$(VENV)/bin/alchemiscale-local neo4j fetch
+
+test: jars
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: jars
+	$(PY) examples/quickstart.py
+
+bench: jars
+	$(PY) -m bench.run_all
+
+bench-quick: jars
+	$(PY) -m bench.run_all --quick
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

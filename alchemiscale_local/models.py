@@ -1,0 +1,168 @@
+"""Identifiers and wire models shared by the server, the clients and compute services.
+
+Nothing here imports gufe: a gufe key is only ever handled as ``<Qualname>-<hex>``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_PART = r"[a-zA-Z][a-zA-Z0-9_]*"
+_PART_RE = re.compile(rf"^{_PART}$")
+_GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+$")
+
+
+class InvalidIdentifier(ValueError):
+    """A scope or key string that does not parse."""
+
+
+class Scope(BaseModel):
+    """``org-campaign-project``; each part an identifier or ``*`` (wildcards only at the end)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    org: str | None = None
+    campaign: str | None = None
+    project: str | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        parts = (self.org, self.campaign, self.project)
+        seen_wild = False
+        for name, part in zip(("org", "campaign", "project"), parts):
+            if part is None:
+                seen_wild = True
+                continue
+            if seen_wild:
+                raise InvalidIdentifier(
+                    f"scope {self}: wildcards may only appear at the end (got a {name} after '*')"
+                )
+            if not _PART_RE.match(part):
+                raise InvalidIdentifier(
+                    f"scope {name} {part!r} must start with a letter and contain only letters, digits and '_'"
+                )
+
+    @classmethod
+    def from_str(cls, text: str) -> "Scope":
+        if not isinstance(text, str):
+            raise InvalidIdentifier("scope must be a string 'org-campaign-project'")
+        parts = text.split("-")
+        if len(parts) != 3:
+            raise InvalidIdentifier(
+                f"scope {text!r} must have exactly three parts 'org-campaign-project' (use '*' for any)"
+            )
+        values = [None if p == "*" else p for p in parts]
+        return cls(org=values[0], campaign=values[1], project=values[2])
+
+    def __str__(self) -> str:
+        return "-".join(p if p is not None else "*" for p in (self.org, self.campaign, self.project))
+
+    def to_tuple(self) -> tuple[str | None, str | None, str | None]:
+        return (self.org, self.campaign, self.project)
+
+    @property
+    def specific(self) -> bool:
+        """True when no part is a wildcard."""
+        return None not in self.to_tuple()
+
+    def is_superset(self, other: "Scope") -> bool:
+        """True when every key in ``other`` is also in this scope."""
+        for mine, theirs in zip(self.to_tuple(), other.to_tuple()):
+            if mine is None:
+                continue
+            if mine != theirs:
+                return False
+        return True
+
+    def to_path_parts(self) -> tuple[str, str, str]:
+        if not self.specific:
+            raise InvalidIdentifier(f"scope {self} is not specific")
+        return (self.org, self.campaign, self.project)  # type: ignore[return-value]
+
+
+class ScopedKey(BaseModel):
+    """``<gufe key>-<org>-<campaign>-<project>``, the identifier every API speaks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gufe_key: str
+    org: str
+    campaign: str
+    project: str
+
+    def model_post_init(self, __context: Any) -> None:
+        if not _GUFE_KEY_RE.match(self.gufe_key):
+            raise InvalidIdentifier(f"gufe key {self.gufe_key!r} must look like '<Qualname>-<token>'")
+        Scope(org=self.org, campaign=self.campaign, project=self.project)
+        for part in (self.org, self.campaign, self.project):
+            if part is None:
+                raise InvalidIdentifier("a scoped key needs a specific scope")
+
+    @classmethod
+    def from_str(cls, text: str) -> "ScopedKey":
+        if not isinstance(text, str):
+            raise InvalidIdentifier("scoped key must be a string")
+        parts = text.split("-")
+        if len(parts) != 5:
+            raise InvalidIdentifier(
+                f"scoped key {text!r} must be '<Qualname>-<token>-<org>-<campaign>-<project>'"
+            )
+        qualname, token, org, campaign, project = parts
+        return cls(gufe_key=f"{qualname}-{token}", org=org, campaign=campaign, project=project)
+
+    def __str__(self) -> str:
+        return f"{self.gufe_key}-{self.org}-{self.campaign}-{self.project}"
+
+    @property
+    def qualname(self) -> str:
+        return self.gufe_key.split("-", 1)[0]
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(org=self.org, campaign=self.campaign, project=self.project)
+
+
+class TaskStatus(str, Enum):
+    waiting = "waiting"
+    running = "running"
+    complete = "complete"
+    error = "error"
+    invalid = "invalid"
+    deleted = "deleted"
+
+
+class NetworkState(str, Enum):
+    active = "active"
+    inactive = "inactive"
+    invalid = "invalid"
+    deleted = "deleted"
+
+
+class IdentityKind(str, Enum):
+    user = "user"
+    compute = "compute"
+
+
+class ComputeServiceRegistration(BaseModel):
+    """What a compute service says about itself when it registers."""
+
+    identifier: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    hostname: str = Field(min_length=1, max_length=255)
+    pid: int = Field(ge=0)
+    gpu: str | None = Field(None, max_length=100, description="the CUDA_VISIBLE_DEVICES value it was given")
+    runtimes: list[str] = Field(default_factory=list)
+
+
+class ResultRef(BaseModel):
+    """Where a ProtocolDAGResult lives and how to check it."""
+
+    location: str
+    size: int
+    sha256: str
+    ok: bool
+    creator: str | None = None
+    created_at: str | None = None
+    pdr_key: str | None = None

@@ -1,0 +1,1 @@
+"""Storage backends: the Neo4j state store and the fsspec object store."""

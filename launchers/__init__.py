@@ -1,0 +1,1 @@
+"""Launchers: Neo4j (jar, docker, external), the API server and the compute pool."""

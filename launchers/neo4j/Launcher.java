@@ -1,0 +1,67 @@
+// Single-file launcher for an embedded Neo4j Community DBMS with Bolt on loopback.
+// Run as: java -cp '<lib>/*' Launcher.java --home DIR --port N --pagecache-bytes N --password-file F
+// Prints "READY <port>" once Bolt accepts connections; shuts down cleanly on SIGTERM/SIGINT.
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.connectors.HttpsConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+
+public class Launcher {
+    public static void main(String[] args) throws Exception {
+        Map<String, String> opts = new HashMap<>();
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            opts.put(args[i].replaceFirst("^--", ""), args[i + 1]);
+        }
+        Path home = Path.of(require(opts, "home"));
+        int port = Integer.parseInt(require(opts, "port"));
+        String host = opts.getOrDefault("host", "127.0.0.1");
+        String password = Files.readString(Path.of(require(opts, "password-file"))).strip();
+        long pagecacheBytes = Long.parseLong(opts.getOrDefault("pagecache-bytes", "268435456"));
+        long txTimeoutSeconds = Long.parseLong(opts.getOrDefault("tx-timeout-seconds", "120"));
+
+        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+            .setConfig(BoltConnector.enabled, true)
+            .setConfig(BoltConnector.listen_address, new SocketAddress(host, port))
+            .setConfig(BoltConnector.advertised_address, new SocketAddress(host, port))
+            .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
+            .setConfig(HttpConnector.enabled, false)
+            .setConfig(HttpsConnector.enabled, false)
+            .setConfig(GraphDatabaseSettings.auth_enabled, true)
+            .setConfig(GraphDatabaseSettings.pagecache_memory, pagecacheBytes)
+            .setConfig(GraphDatabaseSettings.transaction_timeout, Duration.ofSeconds(txTimeoutSeconds))
+            .build();
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            System.out.println("STOPPING");
+            System.out.flush();
+            dbms.shutdown();
+            stopped.countDown();
+        }));
+        // The password lives only in a 0600 file; re-applying it on every start keeps the
+        // store in step with that file (the system database persists the hash).
+        dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+            "ALTER USER neo4j SET PASSWORD $p CHANGE NOT REQUIRED", Map.of("p", password));
+        dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+        System.out.println("READY " + port);
+        System.out.flush();
+        stopped.await();
+    }
+
+    private static String require(Map<String, String> opts, String name) {
+        String v = opts.get(name);
+        if (v == null) {
+            System.err.println("missing --" + name);
+            System.exit(2);
+        }
+        return v;
+    }
+}
