@@ -1,0 +1,35 @@
+"""The Neo4j state store: the single source of truth of a deployment.
+
+Nothing here imports gufe; documents are handled as keyed-chain JSON.
+"""
+
+from __future__ import annotations
+
+from .base import StoreBase
+from .compute import ComputeMixin
+from .errors import Conflict, InvalidInput, InvalidTransition, NotFound, StateStoreError, Unavailable
+from .identities import IdentitiesMixin
+from .networks import NetworksMixin, hub_key
+from .results import ResultsMixin
+from .tasks import TasksMixin
+
+
+class Neo4jStore(NetworksMixin, TasksMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, StoreBase):
+    """All state-store operations on one driver (see each mixin for its part)."""
+
+    def reset(self) -> None:
+        """Delete every node and relation (tests and ephemeral deployments only)."""
+        with self.driver.session(database=self.database) as session:
+            session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+
+
+__all__ = [
+    "Conflict",
+    "InvalidInput",
+    "InvalidTransition",
+    "Neo4jStore",
+    "NotFound",
+    "StateStoreError",
+    "Unavailable",
+    "hub_key",
+]

@@ -1,0 +1,240 @@
+"""Compute service registrations, heartbeats, expiry, failure counting and claims.
+
+Claiming follows alchemiscale's order (a hub by weighted choice, then the lowest
+priority number, then a weighted pick by ACTIONS weight) but locks **tasks**, not
+the hub: each candidate task is write-locked and re-checked inside the claiming
+transaction, so no task is ever held by two services while claimers on the same
+network proceed in parallel (alchemiscale issue #121).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from neo4j import ManagedTransaction
+
+from alchemiscale_local.models import ComputeServiceRegistration, Scope
+
+from .base import StoreBase, parse_scope
+from .errors import Conflict, InvalidInput, NotFound
+
+# Candidates read per hub and round: several times what is asked for, so concurrent
+# claimers sample different tasks from the same priority tier instead of colliding.
+CANDIDATE_FACTOR = 8
+CANDIDATE_MIN = 32
+
+_RELEASE_CLAIMS = """
+MATCH (cs:ComputeServiceRegistration) WHERE cs.identifier IN $ids
+OPTIONAL MATCH (cs)-[c:CLAIMS]->(t:Task)
+FOREACH (_ IN CASE WHEN t IS NOT NULL AND t.status = 'running' THEN [1] ELSE [] END |
+  SET t.status = 'waiting', t.claimed_by = null)
+DELETE c
+WITH DISTINCT cs
+DETACH DELETE cs
+"""
+
+_HUBS = """
+MATCH (th:TaskHub) WHERE th.weight > 0 AND any(s IN $scopes WHERE
+  (s.org IS NULL OR th._org = s.org) AND (s.campaign IS NULL OR th._campaign = s.campaign)
+  AND (s.project IS NULL OR th._project = s.project))
+AND EXISTS { (th)-[a:ACTIONS]->(t:Task {status: 'waiting'}) WHERE a.weight > 0 }
+RETURN th._scoped_key AS hub, th.weight AS weight
+"""
+
+_CANDIDATES = """
+MATCH (th:TaskHub {_scoped_key: $hub})-[a:ACTIONS]->(t:Task {status: 'waiting'})
+WHERE a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
+AND NOT EXISTS { (t)-[:EXTENDS]->(e:Task) WHERE e.status <> 'complete' }
+RETURN t._scoped_key AS k, t.priority AS p, a.weight AS w
+ORDER BY p
+LIMIT $limit
+"""
+
+# Lock each task (SET), then re-read its status: a concurrent claimer that got there
+# first has committed 'running', and this row drops out.
+_CLAIM = """
+MATCH (cs:ComputeServiceRegistration {identifier: $id})
+UNWIND $keys AS k
+MATCH (t:Task {_scoped_key: k})
+SET t._lock = true
+WITH cs, t, t.status = 'waiting' AND NOT EXISTS { (t)<-[:CLAIMS]-() } AS free
+REMOVE t._lock
+WITH cs, t WHERE free
+CREATE (cs)-[:CLAIMS {claimed: $now}]->(t)
+SET t.status = 'running', t.claimed_by = $id, t.claimed_at = $now
+RETURN t._scoped_key AS k
+"""
+
+
+def weighted_sample(items: Sequence[Any], weights: Sequence[float], n: int, rng: random.Random) -> list[Any]:
+    """Up to n items without replacement, each draw proportional to weight."""
+    pool = [(i, w) for i, w in zip(items, weights) if w > 0]
+    if n >= len(pool):
+        return [i for i, _ in pool]
+    # Efraimidis-Spirakis: keys u^(1/w), take the n largest.
+    keyed = sorted(pool, key=lambda iw: rng.random() ** (1.0 / iw[1]), reverse=True)
+    return [i for i, _ in keyed[:n]]
+
+
+class ComputeMixin(StoreBase):
+    """Registration, heartbeat, expiry, the failure gate, and claims."""
+
+    rng = random.Random()
+
+    # -- registration ---------------------------------------------------------------
+    def register_computeservice(self, reg: ComputeServiceRegistration) -> str:
+        now = self._now()
+        rows = self._write(
+            "MERGE (cs:ComputeServiceRegistration {identifier: $id}) "
+            "ON CREATE SET cs.registered = $now, cs.failure_times = [] "
+            "SET cs.hostname = $host, cs.pid = $pid, cs.gpu = $gpu, cs.runtimes = $runtimes, "
+            "cs.heartbeat = $now RETURN cs.identifier AS id",
+            id=reg.identifier,
+            host=reg.hostname,
+            pid=reg.pid,
+            gpu=reg.gpu,
+            runtimes=reg.runtimes,
+            now=now,
+        )
+        return rows[0]["id"]
+
+    def heartbeat_computeservice(self, identifier: str) -> None:
+        rows = self._write(
+            "MATCH (cs:ComputeServiceRegistration {identifier: $id}) SET cs.heartbeat = $now RETURN 1 AS one",
+            id=identifier,
+            now=self._now(),
+        )
+        if not rows:
+            raise NotFound(f"no compute service {identifier} (expired or never registered)")
+
+    def deregister_computeservice(self, identifier: str) -> None:
+        """Remove a registration; its running tasks go back to waiting."""
+        self._require_service(identifier)
+        self._write(_RELEASE_CLAIMS, ids=[identifier])
+
+    def expire_computeservices(self, ttl_s: float) -> list[str]:
+        """Remove services silent for longer than ``ttl_s``; return their identifiers."""
+        cutoff = self._now() - ttl_s
+        ids = [
+            r["id"]
+            for r in self._read(
+                "MATCH (cs:ComputeServiceRegistration) WHERE cs.heartbeat < $cutoff RETURN cs.identifier AS id",
+                cutoff=cutoff,
+            )
+        ]
+        if ids:
+            self._write(_RELEASE_CLAIMS, ids=ids)
+        return ids
+
+    def list_computeservices(self) -> list[dict[str, Any]]:
+        return self._read(
+            "MATCH (cs:ComputeServiceRegistration) "
+            "OPTIONAL MATCH (cs)-[:CLAIMS]->(t:Task {status: 'running'}) "
+            "RETURN cs.identifier AS identifier, cs.hostname AS hostname, cs.pid AS pid, cs.gpu AS gpu, "
+            "cs.registered AS registered, cs.heartbeat AS heartbeat, size(cs.failure_times) AS failures, "
+            "collect(t._scoped_key) AS tasks ORDER BY identifier"
+        )
+
+    def _require_service(self, identifier: str) -> None:
+        if not self._read(
+            "MATCH (cs:ComputeServiceRegistration {identifier: $id}) RETURN 1 AS one", id=identifier
+        ):
+            raise NotFound(f"no compute service {identifier} (expired or never registered)")
+
+    # -- failure gate ------------------------------------------------------------------
+    def log_failure_computeservice(self, identifier: str) -> None:
+        self._write(
+            "MATCH (cs:ComputeServiceRegistration {identifier: $id}) "
+            "SET cs.failure_times = coalesce(cs.failure_times, []) + $now",
+            id=identifier,
+            now=self._now(),
+        )
+
+    def computeservice_can_claim(self, identifier: str, max_failures: int, window_s: float) -> bool:
+        """Prune failures older than the window; deny when more than ``max_failures`` remain."""
+        rows = self._write(
+            "MATCH (cs:ComputeServiceRegistration {identifier: $id}) "
+            "SET cs.failure_times = [f IN coalesce(cs.failure_times, []) WHERE f >= $cutoff] "
+            "RETURN size(cs.failure_times) AS n",
+            id=identifier,
+            cutoff=self._now() - window_s,
+        )
+        if not rows:
+            raise NotFound(f"no compute service {identifier} (expired or never registered)")
+        return rows[0]["n"] <= max_failures
+
+    # -- claims --------------------------------------------------------------------------
+    def claim_tasks(
+        self,
+        identifier: str,
+        count: int = 1,
+        scopes: Sequence[str | Scope] = ("*-*-*",),
+        protocols: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Claim up to ``count`` waiting tasks in ``scopes`` for a registered service."""
+        if not isinstance(count, int) or count < 1 or count > 1000:
+            raise InvalidInput("count must be an integer between 1 and 1000")
+        parsed = [parse_scope(s) for s in scopes]
+        if not parsed:
+            return []
+        self._require_service(identifier)
+        scope_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in parsed]
+        hubs = {r["hub"]: r["weight"] for r in self._read(_HUBS, scopes=scope_rows)}
+        protos = list(protocols) if protocols else None
+        claimed: list[str] = []
+        while len(claimed) < count and hubs:
+            names = list(hubs)
+            hub = self.rng.choices(names, weights=[hubs[n] for n in names])[0]
+            got = self._claim_from_hub(identifier, hub, count - len(claimed), protos)
+            claimed.extend(got)
+            if not got:
+                del hubs[hub]
+        return claimed
+
+    def _claim_from_hub(self, identifier: str, hub: str, want: int, protocols: list[str] | None) -> list[str]:
+        limit = max(CANDIDATE_MIN, want * CANDIDATE_FACTOR)
+        for _attempt in range(8):
+            candidates = self._read(_CANDIDATES, hub=hub, protocols=protocols, limit=limit)
+            if not candidates:
+                return []
+            picks = self._pick(candidates, want)
+
+            def work(tx: ManagedTransaction, keys: list[str] = sorted(picks)) -> list[str]:
+                # Sorted keys: every claimer locks in the same order, so no deadlocks.
+                return [r["k"] for r in tx.run(_CLAIM, id=identifier, keys=keys, now=self._now()).data()]
+
+            got = self._write_tx(work)
+            if got:
+                return got
+        return []
+
+    def _pick(self, candidates: list[dict[str, Any]], want: int) -> list[str]:
+        """Lowest priority tiers first; within the tier that overflows, weighted by ACTIONS weight."""
+        picks: list[str] = []
+        tiers: dict[int, list[dict[str, Any]]] = {}
+        for c in candidates:
+            tiers.setdefault(c["p"], []).append(c)
+        for p in sorted(tiers):
+            tier = tiers[p]
+            room = want - len(picks)
+            if room <= 0:
+                break
+            picks.extend(weighted_sample([c["k"] for c in tier], [c["w"] for c in tier], room, self.rng))
+        return picks
+
+    def assert_claim(self, identifier: str, task: str) -> None:
+        """Conflict unless ``identifier`` holds the claim on ``task``."""
+        rows = self._read(
+            "MATCH (t:Task {_scoped_key: $k}) OPTIONAL MATCH (cs:ComputeServiceRegistration)-[:CLAIMS]->(t) "
+            "RETURN t.status AS s, cs.identifier AS holder",
+            k=task,
+        )
+        if not rows:
+            raise NotFound(f"no task {task}")
+        if rows[0]["holder"] != identifier:
+            raise Conflict(
+                f"task {task} is not claimed by {identifier} (status {rows[0]['s']}); "
+                "the claim was lost, e.g. the service expired"
+            )

@@ -1,0 +1,370 @@
+"""AlchemicalNetworks and the gufe objects they are made of.
+
+Each object of a submitted keyed chain becomes one node (labels ``GufeTokenizable`` +
+its qualname), deduplicated by ScopedKey. The keyed dict is kept verbatim as a JSON
+string (``_doc``) so a fetched chain equals the submitted one byte for byte, key order
+included; ``DEPENDS_ON`` relations record where each reference sits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from neo4j import ManagedTransaction
+
+from alchemiscale_local import keyedchain
+from alchemiscale_local.models import NetworkState, Scope, ScopedKey
+
+from .base import StoreBase, batched, parse_scope, parse_sk, scope_filter, scope_params
+from .errors import InvalidInput, NotFound
+
+TRANSFORMATION_QUALNAMES = ("Transformation", "NonTransformation")
+DEFAULT_HUB_WEIGHT = 0.5
+
+_MERGE_NODES = """
+UNWIND $rows AS r
+MERGE (n:GufeTokenizable {_scoped_key: r.sk})
+ON CREATE SET n += r.props, n._fresh = true
+WITH n, r WHERE n._fresh
+REMOVE n._fresh
+SET n:$(r.qualname)
+RETURN n._scoped_key AS sk
+"""
+
+# Only the transaction that created a node adds its relations: an existing node is
+# content-addressed, so it already has exactly these.
+_CREATE_RELS = """
+UNWIND $rows AS r
+MATCH (a:GufeTokenizable {_scoped_key: r.src})
+MATCH (b:GufeTokenizable {_scoped_key: r.dst})
+CREATE (a)-[d:DEPENDS_ON]->(b)
+SET d = r.props
+"""
+
+_ATTACH_HUB = """
+MATCH (an:GufeTokenizable {_scoped_key: $network})
+SET an._state = $state
+MERGE (th:TaskHub {_scoped_key: $hub})
+ON CREATE SET th.network = $network, th.weight = $weight,
+              th._org = an._org, th._campaign = an._campaign, th._project = an._project
+MERGE (th)-[:PERFORMS]->(an)
+"""
+
+# Pruning var-length expansion (DISTINCT end nodes) visits each node once, so a shared
+# protein under 2,000 chemical systems is not walked 2,000 times.
+_SUBGRAPH = """
+MATCH (root:GufeTokenizable {_scoped_key: $sk})-[:DEPENDS_ON*0..]->(n)
+WITH DISTINCT n
+RETURN n._gufe_key AS key, n._doc AS doc,
+       [(n)-[:DEPENDS_ON]->(c) | c._gufe_key] AS deps
+"""
+
+
+def hub_key(network_sk: ScopedKey) -> str:
+    token = hashlib.md5(str(network_sk).encode(), usedforsecurity=False).hexdigest()
+    return f"TaskHub-{token}-{network_sk.org}-{network_sk.campaign}-{network_sk.project}"
+
+
+def _relation_props(path: tuple[Any, ...]) -> dict[str, Any]:
+    props: dict[str, Any] = {"attribute": str(path[0]), "path": json.dumps(list(path))}
+    if len(path) > 1:
+        if isinstance(path[1], int):
+            props["index"] = path[1]
+        else:
+            props["key"] = str(path[1])
+    return props
+
+
+def _topological(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kahn order, dependencies first, ties broken by key: deterministic across fetches."""
+    import heapq
+
+    by_key = {r["key"]: r for r in rows}
+    waiting = {k: {d for d in r["deps"] if d in by_key} for k, r in by_key.items()}
+    dependents: dict[str, list[str]] = {k: [] for k in by_key}
+    for k, deps in waiting.items():
+        for d in deps:
+            dependents[d].append(k)
+    ready = [k for k, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        k = heapq.heappop(ready)
+        out.append(by_key[k])
+        for parent in dependents[k]:
+            waiting[parent].discard(k)
+            if not waiting[parent]:
+                heapq.heappush(ready, parent)
+    if len(out) != len(by_key):
+        raise InvalidInput("stored graph has a dependency cycle")
+    return out
+
+
+class NetworksMixin(StoreBase):
+    """Submit, fetch and query networks, transformations and chemical systems."""
+
+    # -- submission -------------------------------------------------------------
+    def assemble_network(
+        self,
+        chain: Any,
+        scope: str | Scope,
+        *,
+        state: str = NetworkState.active.value,
+        verify_keys: bool = True,
+    ) -> tuple[ScopedKey, dict[str, int]]:
+        """Store a network keyed chain in ``scope``; return its ScopedKey and counts.
+
+        One transaction. Objects already in the scope are reused (deduplication by
+        ScopedKey); re-submitting a network keeps its hub weight and sets its state.
+        """
+        scope = parse_scope(scope, specific=True)
+        try:
+            state = NetworkState(state).value
+        except ValueError:
+            raise InvalidInput(f"network state must be one of {[s.value for s in NetworkState]}") from None
+        try:
+            kc = keyedchain.parse_chain(chain)
+            if verify_keys:
+                keyedchain.verify_keys(kc)
+        except keyedchain.KeyedChainError as exc:
+            raise InvalidInput(str(exc)) from None
+        root_qualname = kc.root["__qualname__"]
+        if root_qualname != "AlchemicalNetwork":
+            raise InvalidInput(
+                f"the chain's root (last entry) is a {root_qualname}, not an AlchemicalNetwork"
+            )
+        nodes, rels = self._chain_rows(kc, scope)
+        network_sk = ScopedKey.from_str(f"{kc.root_key}-{scope}")
+
+        def work(tx: ManagedTransaction) -> dict[str, int]:
+            created: set[str] = set()
+            for chunk in batched(nodes):
+                created.update(r["sk"] for r in tx.run(_MERGE_NODES, rows=list(chunk)).data())
+            new_rels = [r for r in rels if r["src"] in created]
+            for chunk in batched(new_rels):
+                tx.run(_CREATE_RELS, rows=list(chunk)).consume()
+            tx.run(
+                _ATTACH_HUB,
+                network=str(network_sk),
+                state=state,
+                hub=hub_key(network_sk),
+                weight=DEFAULT_HUB_WEIGHT,
+            ).consume()
+            return {"objects": len(nodes), "created": len(created), "relations": len(new_rels)}
+
+        return network_sk, self._write_tx(work)
+
+    @staticmethod
+    def _chain_rows(kc: "keyedchain.KeyedChain", scope: Scope) -> tuple[list[dict], list[dict]]:
+        suffix = f"-{scope}"
+        nodes: list[dict[str, Any]] = []
+        rels: list[dict[str, Any]] = []
+        for key, doc in kc.entries:
+            sk = key + suffix
+            props: dict[str, Any] = {
+                "_scoped_key": sk,
+                "_gufe_key": key,
+                "_qualname": doc["__qualname__"],
+                "_module": doc["__module__"],
+                "_org": scope.org,
+                "_campaign": scope.campaign,
+                "_project": scope.project,
+                "_doc": json.dumps(doc),
+            }
+            if isinstance(doc.get("name"), str):
+                props["name"] = doc["name"]
+            nodes.append({"sk": sk, "qualname": doc["__qualname__"], "props": props})
+            for path, ref in kc.references(key):
+                rels.append({"src": sk, "dst": ref + suffix, "props": _relation_props(path)})
+        return nodes, rels
+
+    # -- retrieval --------------------------------------------------------------
+    def get_keyed_chain_json(self, sk: str | ScopedKey) -> str:
+        """The keyed chain of any stored gufe object, as JSON text (dependencies first)."""
+        sk = parse_sk(sk)
+        rows = self._read(_SUBGRAPH, sk=str(sk))
+        if not rows:
+            raise NotFound(f"no object {sk}")
+        ordered = _topological(rows)
+        # The stored docs are already JSON text: splice them, never re-encode.
+        return "[" + ", ".join(f"[{json.dumps(r['key'])}, {r['doc']}]" for r in ordered) + "]"
+
+    def get_keyed_chain(self, sk: str | ScopedKey) -> list[list[Any]]:
+        return json.loads(self.get_keyed_chain_json(sk))
+
+    # -- state and weights --------------------------------------------------------
+    def set_network_state(self, networks: list[str], states: list[str]) -> list[str | None]:
+        """Set each network's state mark; None for networks not found."""
+        if len(networks) != len(states):
+            raise InvalidInput("networks and states must have the same length")
+        rows = []
+        for n, s in zip(networks, states):
+            parse_sk(n, qualname="AlchemicalNetwork")
+            try:
+                rows.append({"sk": str(n), "state": NetworkState(s).value})
+            except ValueError:
+                raise InvalidInput(f"network state {s!r} must be one of {[x.value for x in NetworkState]}") from None
+        found = {
+            r["sk"]
+            for r in self._write(
+                "UNWIND $rows AS r MATCH (an:AlchemicalNetwork {_scoped_key: r.sk}) "
+                "SET an._state = r.state RETURN r.sk AS sk",
+                rows=rows,
+            )
+        }
+        return [n if n in found else None for n in networks]
+
+    def get_network_state(self, networks: list[str]) -> list[str | None]:
+        for n in networks:
+            parse_sk(n, qualname="AlchemicalNetwork")
+        got = {
+            r["sk"]: r["state"]
+            for r in self._read(
+                "UNWIND $keys AS k MATCH (an:AlchemicalNetwork {_scoped_key: k}) "
+                "RETURN k AS sk, an._state AS state",
+                keys=list(networks),
+            )
+        }
+        return [got.get(n) for n in networks]
+
+    def set_network_weight(self, networks: list[str], weights: list[float]) -> None:
+        """Set TaskHub weights (0..1); NotFound if any network has no hub."""
+        if len(networks) != len(weights):
+            raise InvalidInput("networks and weights must have the same length")
+        for w in weights:
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1:
+                raise InvalidInput(f"weight {w!r} must be a number between 0 and 1")
+        sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
+        rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights)]
+        self._require_nodes("TaskHub", [r["hub"] for r in rows], what="network hub")
+        self._write(
+            "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub}) SET th.weight = r.w", rows=rows
+        )
+
+    def get_network_weight(self, networks: list[str]) -> list[float | None]:
+        sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
+        hubs = [hub_key(sk) for sk in sks]
+        got = {
+            r["hub"]: r["w"]
+            for r in self._read(
+                "UNWIND $hubs AS h MATCH (th:TaskHub {_scoped_key: h}) RETURN h AS hub, th.weight AS w",
+                hubs=hubs,
+            )
+        }
+        return [got.get(h) for h in hubs]
+
+    # -- queries ----------------------------------------------------------------
+    def query_networks(
+        self,
+        *,
+        name: str | None = None,
+        scope: str | Scope = "*-*-*",
+        state: str | None = NetworkState.active.value,
+    ) -> list[str]:
+        """Networks in ``scope`` whose name matches the regex ``name``, in ``state`` (None: any)."""
+        scope = parse_scope(scope)
+        if name is not None:
+            try:
+                re.compile(name)
+            except re.error as exc:
+                raise InvalidInput(f"name is not a valid regular expression: {exc}") from None
+        if state is not None:
+            try:
+                state = NetworkState(state).value
+            except ValueError:
+                raise InvalidInput(f"state must be one of {[s.value for s in NetworkState]}") from None
+        rows = self._read(
+            "MATCH (an:AlchemicalNetwork) WHERE "
+            + scope_filter("an")
+            + " AND ($name IS NULL OR an.name =~ $name) AND ($state IS NULL OR an._state = $state)"
+            " RETURN an._scoped_key AS sk ORDER BY sk",
+            name=name,
+            state=state,
+            **scope_params(scope),
+        )
+        return [r["sk"] for r in rows]
+
+    def _query_by_qualname(self, qualnames: tuple[str, ...], scope: str | Scope, name: str | None) -> list[str]:
+        scope = parse_scope(scope)
+        rows = self._read(
+            "MATCH (n:GufeTokenizable) WHERE n._qualname IN $qualnames AND "
+            + scope_filter("n")
+            + " AND ($name IS NULL OR n.name =~ $name) RETURN n._scoped_key AS sk ORDER BY sk",
+            qualnames=list(qualnames),
+            name=name,
+            **scope_params(scope),
+        )
+        return [r["sk"] for r in rows]
+
+    def query_transformations(self, *, name: str | None = None, scope: str | Scope = "*-*-*") -> list[str]:
+        return self._query_by_qualname(TRANSFORMATION_QUALNAMES, scope, name)
+
+    def query_chemicalsystems(self, *, name: str | None = None, scope: str | Scope = "*-*-*") -> list[str]:
+        return self._query_by_qualname(("ChemicalSystem",), scope, name)
+
+    def _related(self, sk: str, qualname: str | tuple[str, ...], query: str) -> list[str]:
+        parsed = parse_sk(sk, qualname=qualname)
+        rows = self._read(
+            "MATCH (x:GufeTokenizable {_scoped_key: $sk}) "
+            "OPTIONAL MATCH " + query + " RETURN x._scoped_key AS x, collect(DISTINCT y._scoped_key) AS ys",
+            sk=str(parsed),
+        )
+        if not rows:
+            raise NotFound(f"no {parsed.qualname} {parsed}")
+        return sorted(rows[0]["ys"])
+
+    def get_network_transformations(self, network: str) -> list[str]:
+        return self._related(
+            network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'edges'}]->(y)"
+        )
+
+    def get_network_chemicalsystems(self, network: str) -> list[str]:
+        return self._related(
+            network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'nodes'}]->(y)"
+        )
+
+    def get_transformation_networks(self, transformation: str) -> list[str]:
+        return self._related(
+            transformation, TRANSFORMATION_QUALNAMES, "(x)<-[:DEPENDS_ON {attribute: 'edges'}]-(y)"
+        )
+
+    def get_transformation_chemicalsystems(self, transformation: str) -> list[str]:
+        return self._related(
+            transformation,
+            TRANSFORMATION_QUALNAMES,
+            "(x)-[d:DEPENDS_ON]->(y:ChemicalSystem) WHERE d.attribute IN ['stateA', 'stateB', 'system']",
+        )
+
+    def get_chemicalsystem_transformations(self, chemicalsystem: str) -> list[str]:
+        return self._related(
+            chemicalsystem,
+            "ChemicalSystem",
+            "(x)<-[d:DEPENDS_ON]-(y) WHERE d.attribute IN ['stateA', 'stateB', 'system'] "
+            "AND y._qualname IN ['Transformation', 'NonTransformation']",
+        )
+
+    def get_chemicalsystem_networks(self, chemicalsystem: str) -> list[str]:
+        return self._related(
+            chemicalsystem, "ChemicalSystem", "(x)<-[:DEPENDS_ON {attribute: 'nodes'}]-(y)"
+        )
+
+    def object_exists(self, sk: str) -> bool:
+        parsed = parse_sk(sk)
+        return bool(
+            self._read("MATCH (n:GufeTokenizable {_scoped_key: $sk}) RETURN 1 AS one", sk=str(parsed))
+        )
+
+    def transformation_protocol(self, transformation: str) -> tuple[str, str]:
+        """(qualname, module) of a transformation's protocol."""
+        parsed = parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES)
+        rows = self._read(
+            "MATCH (:GufeTokenizable {_scoped_key: $sk})-[:DEPENDS_ON {attribute: 'protocol'}]->(p) "
+            "RETURN p._qualname AS q, p._module AS m",
+            sk=str(parsed),
+        )
+        if not rows:
+            raise NotFound(f"no transformation {parsed}")
+        return rows[0]["q"], rows[0]["m"]

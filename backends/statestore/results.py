@@ -1,0 +1,254 @@
+"""Result references, tracebacks of failures, and task restart patterns."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from neo4j import ManagedTransaction
+
+from alchemiscale_local.models import ResultRef
+
+from .base import StoreBase, parse_sk
+from .errors import Conflict, InvalidInput, NotFound
+from .networks import TRANSFORMATION_QUALNAMES, hub_key
+
+MAX_PATTERN_LENGTH = 1000
+
+_RECORD_RESULT = """
+MATCH (t:Task {_scoped_key: $task})
+CREATE (t)-[:RESULTS_IN]->(r:ProtocolDAGResultRef {location: $loc, size: $size, sha256: $sha,
+        ok: $ok, creator: $creator, created_at: $now, pdr_key: $pdr_key,
+        transformation: t.transformation, tracebacks: $tracebacks})
+WITH t
+OPTIONAL MATCH (t)<-[c:CLAIMS]-()
+DELETE c
+WITH DISTINCT t
+SET t.status = CASE WHEN $ok THEN 'complete' ELSE 'error' END, t.claimed_by = null
+WITH t WHERE $ok
+OPTIONAL MATCH (t)<-[rel:ACTIONS|APPLIES]-()
+DELETE rel
+"""
+
+
+def pattern_key(pattern: str, hub: str) -> str:
+    return hashlib.md5(f"{pattern}\x00{hub}".encode(), usedforsecurity=False).hexdigest()
+
+
+class ResultsMixin(StoreBase):
+    """Result references and restart patterns."""
+
+    def set_task_result(
+        self,
+        task: str,
+        ref: ResultRef,
+        *,
+        identifier: str | None = None,
+        tracebacks: list[str] | None = None,
+    ) -> str:
+        """Record a result on a running task and move it to complete or error.
+
+        With ``identifier``, the task must be claimed by that service (Conflict
+        otherwise), so a service whose claim expired cannot add a second result.
+        Returns the new status.
+        """
+        key = str(parse_sk(task, qualname="Task"))
+
+        def work(tx: ManagedTransaction) -> str:
+            row = tx.run(
+                "MATCH (t:Task {_scoped_key: $k}) SET t._lock = true WITH t REMOVE t._lock "
+                "WITH t OPTIONAL MATCH (cs:ComputeServiceRegistration)-[:CLAIMS]->(t) "
+                "RETURN t.status AS s, cs.identifier AS holder",
+                k=key,
+            ).single()
+            if row is None:
+                raise NotFound(f"no task {key}")
+            if row["s"] != "running":
+                raise Conflict(f"task {key} is {row['s']}, not running; result refused")
+            if identifier is not None and row["holder"] != identifier:
+                raise Conflict(f"task {key} is not claimed by {identifier}; result refused")
+            tx.run(
+                _RECORD_RESULT,
+                task=key,
+                loc=ref.location,
+                size=ref.size,
+                sha=ref.sha256,
+                ok=ref.ok,
+                creator=ref.creator or identifier,
+                now=self._now(),
+                pdr_key=ref.pdr_key,
+                tracebacks=list(tracebacks or []),
+            ).consume()
+            return "complete" if ref.ok else "error"
+
+        status = self._write_tx(work)
+        if status == "error":
+            if identifier is not None:
+                self.log_failure_computeservice(identifier)  # type: ignore[attr-defined]
+            status = self.resolve_task_restarts([key]).get(key, status)
+        return status
+
+    def _refs(self, match: str, key: str, ok: bool | None) -> list[dict[str, Any]]:
+        return self._read(
+            match + " WHERE $ok IS NULL OR r.ok = $ok "
+            "RETURN r.location AS location, r.size AS size, r.sha256 AS sha256, r.ok AS ok, "
+            "r.creator AS creator, r.created_at AS created_at, r.pdr_key AS pdr_key, "
+            "r.tracebacks AS tracebacks, t._scoped_key AS task ORDER BY r.created_at",
+            k=key,
+            ok=ok,
+        )
+
+    def get_transformation_results(self, transformation: str, *, ok: bool | None = True) -> list[dict[str, Any]]:
+        tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
+        self._require_nodes("GufeTokenizable", [tf], what="transformation")
+        return self._refs("MATCH (t:Task {transformation: $k})-[:RESULTS_IN]->(r)", tf, ok)
+
+    def get_task_results(self, task: str, *, ok: bool | None = True) -> list[dict[str, Any]]:
+        key = str(parse_sk(task, qualname="Task"))
+        self._require_nodes("Task", [key])
+        return self._refs("MATCH (t:Task {_scoped_key: $k})-[:RESULTS_IN]->(r)", key, ok)
+
+    def get_result_ref(self, location: str) -> dict[str, Any]:
+        rows = self._read(
+            "MATCH (t:Task)-[:RESULTS_IN]->(r:ProtocolDAGResultRef {location: $loc}) "
+            "RETURN r.location AS location, r.size AS size, r.sha256 AS sha256, r.ok AS ok, "
+            "r.transformation AS transformation, t._scoped_key AS task, t._org AS org, "
+            "t._campaign AS campaign, t._project AS project",
+            loc=location,
+        )
+        if not rows:
+            raise NotFound(f"no result at {location}")
+        return rows[0]
+
+    # -- restart patterns -----------------------------------------------------------------
+    def add_task_restart_patterns(self, network: str, patterns: list[str], max_retries: int) -> None:
+        """Attach patterns to a network's hub and apply them to its actioned tasks."""
+        hub = self._hub_for(network)
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
+            raise InvalidInput("max_retries must be an integer >= 1")
+        for p in patterns:
+            self._check_pattern(p)
+        rows = [{"key": pattern_key(p, hub), "pattern": p} for p in patterns]
+        self._write(
+            "MATCH (th:TaskHub {_scoped_key: $hub}) UNWIND $rows AS r "
+            "MERGE (p:TaskRestartPattern {key: r.key}) "
+            "ON CREATE SET p.pattern = r.pattern, p.taskhub = $hub "
+            "SET p.max_retries = $max MERGE (p)-[:ENFORCES]->(th) "
+            "WITH p, th MATCH (th)-[:ACTIONS]->(t:Task) "
+            "MERGE (p)-[a:APPLIES]->(t) ON CREATE SET a.num_retries = 0",
+            hub=hub,
+            rows=rows,
+            max=max_retries,
+        )
+        errored = [
+            r["k"]
+            for r in self._read(
+                "MATCH (:TaskHub {_scoped_key: $hub})-[:ACTIONS]->(t:Task {status: 'error'}) RETURN t._scoped_key AS k",
+                hub=hub,
+            )
+        ]
+        if errored:
+            self.resolve_task_restarts(errored)
+
+    def remove_task_restart_patterns(self, network: str, patterns: list[str]) -> None:
+        hub = self._hub_for(network)
+        self._write(
+            "UNWIND $keys AS k MATCH (p:TaskRestartPattern {key: k}) DETACH DELETE p",
+            keys=[pattern_key(p, hub) for p in patterns],
+        )
+
+    def clear_task_restart_patterns(self, network: str) -> None:
+        hub = self._hub_for(network)
+        self._write("MATCH (p:TaskRestartPattern {taskhub: $hub}) DETACH DELETE p", hub=hub)
+
+    def get_task_restart_patterns(self, network: str) -> dict[str, int]:
+        hub = self._hub_for(network)
+        rows = self._read(
+            "MATCH (p:TaskRestartPattern {taskhub: $hub}) RETURN p.pattern AS pattern, p.max_retries AS m",
+            hub=hub,
+        )
+        return {r["pattern"]: r["m"] for r in rows}
+
+    def set_task_restart_patterns_max_retries(self, network: str, patterns: list[str], max_retries: int) -> None:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
+            raise InvalidInput("max_retries must be an integer >= 1")
+        hub = self._hub_for(network)
+        self._write(
+            "UNWIND $keys AS k MATCH (p:TaskRestartPattern {key: k}) SET p.max_retries = $m",
+            keys=[pattern_key(p, hub) for p in patterns],
+            m=max_retries,
+        )
+
+    def resolve_task_restarts(self, tasks: list[str]) -> dict[str, str]:
+        """Send errored tasks back to waiting where a pattern matches their latest tracebacks.
+
+        Per (task, hub with patterns): a matching pattern with allowance left counts a
+        retry; no match, or an allowance used up, cancels the task from that hub
+        (alchemiscale's rule). A task still applied to some hub becomes waiting.
+        Returns the new status of each task that was considered.
+        """
+        rows = self._read(
+            "UNWIND $keys AS k MATCH (t:Task {_scoped_key: k, status: 'error'}) "
+            "MATCH (p:TaskRestartPattern)-[a:APPLIES]->(t) "
+            "MATCH (p)-[:ENFORCES]->(th:TaskHub)-[:ACTIONS]->(t) "
+            "OPTIONAL MATCH (t)-[:RESULTS_IN]->(r:ProtocolDAGResultRef {ok: false}) "
+            "WITH t, p, a, th, r ORDER BY r.created_at DESC "
+            "WITH t, p, a, th, collect(r.tracebacks)[0] AS tbs "
+            "RETURN t._scoped_key AS task, th._scoped_key AS hub, p.key AS pkey, p.pattern AS pattern, "
+            "p.max_retries AS max, a.num_retries AS n, coalesce(tbs, []) AS tracebacks",
+            keys=list(tasks),
+        )
+        by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            by_pair.setdefault((r["task"], r["hub"]), []).append(r)
+        bumps: list[dict[str, Any]] = []
+        cancels: list[dict[str, str]] = []
+        restarted: set[str] = set()
+        for (task, hub), pats in by_pair.items():
+            keep = False
+            for r in pats:
+                if any(re.search(r["pattern"], tb) for tb in r["tracebacks"]):
+                    if r["n"] + 1 > r["max"]:
+                        keep = False
+                        break
+                    bumps.append({"task": task, "pkey": r["pkey"]})
+                    keep = True
+            if keep:
+                restarted.add(task)
+            else:
+                cancels.append({"task": task, "hub": hub})
+        if bumps:
+            self._write(
+                "UNWIND $rows AS r MATCH (:TaskRestartPattern {key: r.pkey})-[a:APPLIES]->(:Task {_scoped_key: r.task}) "
+                "SET a.num_retries = a.num_retries + 1",
+                rows=bumps,
+            )
+        if cancels:
+            self._write(
+                "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub})-[a:ACTIONS]->(t:Task {_scoped_key: r.task}) "
+                "OPTIONAL MATCH (th)<-[:ENFORCES]-(:TaskRestartPattern)-[ap:APPLIES]->(t) DELETE a, ap",
+                rows=cancels,
+            )
+        # A task cancelled from one hub may still be restarted by another's pattern.
+        if restarted:
+            self._write(
+                "UNWIND $keys AS k MATCH (t:Task {_scoped_key: k, status: 'error'}) SET t.status = 'waiting'",
+                keys=sorted(restarted),
+            )
+        considered = {task for task, _ in by_pair}
+        return {t: ("waiting" if t in restarted else "error") for t in considered}
+
+    def _hub_for(self, network: str) -> str:
+        hub = hub_key(parse_sk(network, qualname="AlchemicalNetwork"))
+        self._require_nodes("TaskHub", [hub], what="network")
+        return hub
+
+    @staticmethod
+    def _check_pattern(pattern: str) -> None:
+        if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LENGTH:
+            raise InvalidInput(f"a restart pattern must be a non-empty string of at most {MAX_PATTERN_LENGTH} characters")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise InvalidInput(f"restart pattern {pattern!r} is not a valid regular expression: {exc}") from None
