@@ -48,12 +48,31 @@ public class Launcher {
         }));
         // The password lives only in a 0600 file; re-applying it on every start keeps the
         // store in step with that file (the system database persists the hash).
-        dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
-            "ALTER USER neo4j SET PASSWORD $p CHANGE NOT REQUIRED", Map.of("p", password));
-        dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+        try {
+            setPassword(dbms, password);
+            dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+        } catch (RuntimeException e) {
+            // A half-started DBMS keeps non-daemon threads alive: stop it so the process exits.
+            e.printStackTrace();
+            System.err.println("FAILED " + e.getMessage());
+            System.exit(1);
+        }
         System.out.println("READY " + port);
         System.out.flush();
         stopped.await();
+    }
+
+    private static void setPassword(DatabaseManagementService dbms, String password) {
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                "ALTER USER neo4j SET PASSWORD $p CHANGE NOT REQUIRED", Map.of("p", password));
+        } catch (RuntimeException e) {
+            // On a restart the stored hash already matches the file: Neo4j refuses a no-op change.
+            String msg = String.valueOf(e.getMessage());
+            if (!msg.contains("Old password and new password cannot be the same")) {
+                throw e;
+            }
+        }
     }
 
     private static String require(Map<String, String> opts, String name) {
