@@ -1,0 +1,90 @@
+"""``create_app(settings)``: the user API and the compute API in one ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+
+from alchemiscale_local import __version__
+from alchemiscale_local.backends.objectstore import ObjectStore
+from alchemiscale_local.backends.statestore import Neo4jStore
+from alchemiscale_local.secretfiles import read_or_create_secret
+from alchemiscale_local.settings import Settings
+
+from . import routes_base, routes_compute, routes_networks, routes_results, routes_tasks
+from .auth import TokenIssuer
+from .auth import router as auth_router
+from .errors import install_error_handlers
+from .middleware import BodyMiddleware
+from .reaper import reap_forever
+
+log = logging.getLogger(__name__)
+
+JWT_SECRET_FILE = "jwt_secret"
+
+
+def jwt_secret(settings: Settings) -> str:
+    if settings.api.jwt_secret is not None:
+        return settings.api.jwt_secret.get_secret_value()
+    return read_or_create_secret(settings.secrets_dir / JWT_SECRET_FILE)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Neo4jStore | None = None,
+    objects: ObjectStore | None = None,
+    neo4j_auth: tuple[str, str, str] | None = None,
+) -> FastAPI:
+    """Build the app. Without ``store``, connect to ``neo4j_auth`` = (uri, user, password)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        if own_store:
+            if neo4j_auth is None:
+                raise RuntimeError("create_app needs a store or neo4j_auth=(uri, user, password)")
+            uri, user, password = neo4j_auth
+            app.state.store = Neo4jStore.connect(uri, user, password, settings.neo4j.database)
+        else:
+            app.state.store = store
+        app.state.objects = objects or ObjectStore.from_settings(settings.objectstore)
+        try:
+            app.state.store.initialize()
+        except Exception as exc:  # start anyway: /check reports it and the reaper retries
+            log.warning("could not initialise the state store schema yet: %s", exc)
+        reaper = asyncio.create_task(
+            reap_forever(app.state.store, settings.api.reaper_interval_s, settings.api.service_ttl_s)
+        )
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            if own_store:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="alchemiscale-local",
+        version=__version__,
+        description="User and compute APIs of an alchemiscale-local deployment.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = TokenIssuer(jwt_secret(settings), settings.api.token_ttl_s)
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
+    app.add_middleware(BodyMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    app.include_router(auth_router)
+    app.include_router(routes_base.router)
+    app.include_router(routes_networks.router, tags=["networks"])
+    app.include_router(routes_tasks.router, tags=["tasks"])
+    app.include_router(routes_results.router, tags=["results"])
+    app.include_router(routes_compute.router)
+    return app

@@ -1,0 +1,28 @@
+"""Background expiry of silent compute services, run inside the API process.
+
+Unlike alchemiscale (which expires only inside heartbeat handlers), this runs on
+an interval whether or not any heartbeat arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.concurrency import run_in_threadpool
+
+from alchemiscale_local.backends.statestore import Neo4jStore
+
+log = logging.getLogger(__name__)
+
+
+async def reap_forever(store: Neo4jStore, interval_s: float, ttl_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            expired = await run_in_threadpool(store.expire_computeservices, ttl_s)
+        except Exception as exc:  # Neo4j down: try again next round
+            log.warning("reaper: could not expire compute services: %s", exc)
+            continue
+        for identifier in expired:
+            log.warning("reaper: expired silent compute service %s; its running tasks are waiting again", identifier)
