@@ -97,7 +97,7 @@ class ComputeSettings(BaseModel):
 
     gpus: str = Field("auto", description="'auto', 'none', or a comma list of device ids")
     per_gpu: int = Field(1, ge=1)
-    cpu_services: int = Field(0, ge=0)
+    cpu_services: int | None = Field(None, ge=0, description="None: one CPU service when no GPU is found")
     scopes: list[str] = Field(default_factory=lambda: ["*-*-*"])
     protocols: list[str] | None = None
     claim_limit: int = Field(1, ge=1)
@@ -192,12 +192,12 @@ def load_settings(**overrides: Any) -> Settings:
 _SECRET_MASK = "********"
 
 
-def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The resolved settings as JSON-ready data, secrets masked."""
+def masked_dump(settings: Settings, *, reveal: bool = False) -> dict[str, Any]:
+    """The resolved settings as JSON-ready data, secrets masked (``reveal`` only for 0600 files)."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, SecretStr):
-            return _SECRET_MASK
+            return value.get_secret_value() if reveal else _SECRET_MASK
         if isinstance(value, BaseModel):
             return {k: walk(getattr(value, k)) for k in type(value).model_fields}
         if isinstance(value, dict):
@@ -209,3 +209,10 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
         return value
 
     return walk(settings)
+
+
+def settings_from_file(path: Path) -> Settings:
+    """Settings written by :func:`masked_dump` with ``reveal=True`` (how children inherit them)."""
+    import json
+
+    return Settings(**json.loads(Path(path).read_text()))

@@ -17,12 +17,15 @@ log = logging.getLogger(__name__)
 
 
 async def reap_forever(store: Neo4jStore, interval_s: float, ttl_s: float) -> None:
+    # After a restart of this process, give live services one TTL to heartbeat again
+    # before anything is judged silent: the API being away is not the services' fault.
+    await asyncio.sleep(ttl_s)
     while True:
-        await asyncio.sleep(interval_s)
         try:
             expired = await run_in_threadpool(store.expire_computeservices, ttl_s)
         except Exception as exc:  # Neo4j down: try again next round
             log.warning("reaper: could not expire compute services: %s", exc)
-            continue
+            expired = []
         for identifier in expired:
             log.warning("reaper: expired silent compute service %s; its running tasks are waiting again", identifier)
+        await asyncio.sleep(interval_s)

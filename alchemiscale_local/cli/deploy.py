@@ -1,0 +1,214 @@
+"""``alchemiscale-local up|down|status|logs``: the whole deployment on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import typer
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from alchemiscale_local.settings import Settings
+
+from ._common import console, fail, handle_errors, settings_from
+
+
+def _compute_overrides(gpus: str | None, per_gpu: int | None, cpu_services: int | None,
+                       api_port: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    compute = {k: v for k, v in {"gpus": gpus, "per_gpu": per_gpu, "cpu_services": cpu_services}.items()
+               if v is not None}
+    if compute:
+        out["compute"] = compute
+    if api_port is not None:
+        out["api"] = {"port": api_port}
+    return out
+
+
+def _summary(settings: Settings, dep: Any) -> Panel:
+    lines = [
+        f"[bold]Neo4j[/]      {dep.neo4j.connection().uri} ({dep.neo4j.kind})",
+        f"[bold]API[/]        {dep.api_url}",
+        f"[bold]Services[/]   {len(dep.pool.specs) if dep.pool else 0}: "
+        + ", ".join(f"{s.name}" + (f" (GPU {s.gpu})" if s.gpu else "") for s in (dep.pool.specs if dep.pool else [])),
+        f"[bold]Objects[/]    {settings.objectstore.url}",
+        f"[bold]Credentials[/] {settings.credentials_file}",
+        f"[bold]Logs[/]       {settings.log_dir / settings.name}",
+    ]
+    return Panel("\n".join(lines), title=f"alchemiscale-local [cyan]{settings.name}[/] is up", expand=False)
+
+
+def _status_table(store: Any, specs: dict[str, Any] | None = None) -> Table:
+    table = Table(title="compute services", expand=False)
+    for col in ("service", "GPU", "pid", "heartbeat age", "failures", "current task"):
+        table.add_column(col)
+    now = time.time()
+    for svc in store.list_computeservices():
+        table.add_row(svc["identifier"], svc["gpu"] or "-", str(svc["pid"]),
+                      f"{now - svc['heartbeat']:.0f} s" if svc.get("heartbeat") else "-",
+                      str(svc["failures"]), ", ".join(svc["tasks"]) or "idle")
+    counts = store.get_scope_status("*-*-*")
+    table.caption = "tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the deployment commands to the root app."""
+
+    @app.command("up")
+    @handle_errors
+    def up(
+        ctx: typer.Context,
+        detach: bool = typer.Option(False, "--detach", "-d", help="start in the background and return"),
+        gpus: Optional[str] = typer.Option(None, "--gpus", help="'auto', 'none' or device numbers '0,1'"),
+        per_gpu: Optional[int] = typer.Option(None, "--per-gpu", min=1, help="services per GPU"),
+        cpu_services: Optional[int] = typer.Option(None, "--cpu-services", min=0, help="CPU-only services"),
+        api_port: Optional[int] = typer.Option(None, "--api-port", min=0, max=65535),
+        live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
+    ) -> None:
+        """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
+        from alchemiscale_local.deployment import LocalDeployment
+
+        settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port))
+        if detach:
+            _detach(settings)
+            return
+        dep = LocalDeployment(settings)
+        stopping = {"flag": False}
+
+        def _term(*_: object) -> None:
+            stopping["flag"] = True
+
+        signal.signal(signal.SIGTERM, _term)
+        try:
+            with console.status("starting...") as status:
+                dep.start(progress=lambda msg: status.update(msg))
+            console.print(_summary(settings, dep))
+            if live and console.is_terminal:
+                with Live(_status_table(dep.store), console=console, refresh_per_second=1) as view:
+                    while not stopping["flag"]:
+                        time.sleep(1)
+                        view.update(_status_table(dep.store))
+            else:
+                while not stopping["flag"]:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with console.status("stopping..."):
+                dep.stop()
+            console.print("stopped.")
+
+    @app.command("down")
+    @handle_errors
+    def down_cmd(ctx: typer.Context) -> None:
+        """Stop a deployment (also one whose `up` process was killed)."""
+        from alchemiscale_local.deployment import down
+
+        settings = settings_from(ctx)
+        with console.status("stopping..."):
+            result = down(settings)
+        if not result["state_file"] and not result["neo4j"]:
+            console.print(f"deployment {settings.name!r} was not running.")
+        else:
+            console.print(f"deployment {settings.name!r} stopped.")
+
+    @app.command("status")
+    @handle_errors
+    def status_cmd(ctx: typer.Context) -> None:
+        """Neo4j, the API, each compute service with its GPU and task, and task counts."""
+        from alchemiscale_local.backends.statestore import Neo4jStore
+        from alchemiscale_local.deployment import read_state
+        from alchemiscale_local.settings import settings_from_file
+
+        settings = settings_from(ctx)
+        state = read_state(settings)
+        if state is None:
+            raise fail(f"deployment {settings.name!r} is not running (no state file {settings.state_file}).")
+        try:
+            ok = httpx.get(f"{state['api_url']}/ping", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        console.print(f"[bold]API[/]   {state['api_url']}  {'[green]up[/]' if ok else '[red]not answering[/]'}")
+        child = settings_from_file(Path(state["settings_file"]))
+        neo = child.neo4j
+        console.print(f"[bold]Neo4j[/] {neo.uri}")
+        store = Neo4jStore.connect(neo.uri, neo.user, neo.password.get_secret_value(), neo.database)
+        try:
+            store.check()
+            console.print(_status_table(store))
+        except Exception as exc:
+            console.print(f"[red]Neo4j not answering:[/] {exc}")
+        finally:
+            store.close()
+
+    @app.command("logs")
+    @handle_errors
+    def logs_cmd(
+        ctx: typer.Context,
+        component: Optional[str] = typer.Argument(None, help="neo4j, api, or a compute service name; all if omitted"),
+        lines: int = typer.Option(40, "--lines", "-n", min=1),
+        follow: bool = typer.Option(False, "--follow", "-f"),
+    ) -> None:
+        """Show the logs of a component."""
+        settings = settings_from(ctx)
+        logs = _log_files(settings)
+        if component:
+            matches = {k: v for k, v in logs.items() if k == component or k == f"compute-{component}"}
+            if not matches:
+                raise fail(f"no log for {component!r}; known: {', '.join(sorted(logs)) or 'none'}")
+            logs = matches
+        if follow:
+            os.execvp("tail", ["tail", "-n", str(lines), "-F", *map(str, logs.values())])
+        for name, path in sorted(logs.items()):
+            console.rule(f"{name}  ({path})")
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            console.print("\n".join(text), markup=False, highlight=False)
+
+
+def _log_files(settings: Settings) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    base = settings.log_dir / settings.name
+    if base.is_dir():
+        for path in sorted(base.glob("*.log")):
+            if path.name.endswith(".stderr.log"):
+                continue
+            found[path.stem] = path
+    neo = settings.log_dir / "neo4j.log"
+    for candidate in (neo, settings.log_dir / settings.name / "neo4j.log"):
+        if candidate.exists():
+            found["neo4j"] = candidate
+    return found
+
+
+def _detach(settings: Settings) -> None:
+    """Run `up` in a new session, wait until it is ready, and return."""
+    from alchemiscale_local.deployment import read_state
+    from alchemiscale_local.launchers.processes import python_env, spawn
+
+    argv = [sys.executable, "-m", "alchemiscale_local.cli"] + [a for a in sys.argv[1:] if a not in ("--detach", "-d")]
+    argv += ["--no-live"]
+    log_path = settings.log_dir / settings.name / "up.log"
+    proc, _record = spawn("up", argv, log_path, env=python_env())
+    deadline = time.monotonic() + settings.neo4j.start_timeout_s + 120
+    with console.status("starting in the background..."):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise fail(f"`up` exited with status {proc.returncode}; see {log_path}:\n"
+                           + "\n".join(log_path.read_text(errors='replace').splitlines()[-20:]))
+            state = read_state(settings)
+            if state and state.get("owner_pid") == proc.pid and state.get("api_url"):
+                console.print(f"deployment {settings.name!r} is up: API {state['api_url']} "
+                              f"(pid {proc.pid}; `alchemiscale-local status`, `alchemiscale-local down`)")
+                return
+            time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    raise fail(f"the deployment did not become ready in time; see {log_path}")
+

@@ -1,0 +1,55 @@
+"""The protocol process: ``python -m alchemiscale_local.compute.child <workdir>``.
+
+Runs one task in a process of its own, so that a crash in native code (OpenMM,
+CUDA) kills this process, not the compute service. Reads ``request.json`` (and
+``extends.zst``) from the workdir; writes ``result.zst`` and ``outcome.json``.
+A DAG that cannot be built or any exception becomes a failed result, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from alchemiscale_local.runtimes.base import ExecutionRequest, failed_outcome
+from alchemiscale_local.runtimes.registry import runtime_for
+
+REQUEST = "request.json"
+EXTENDS = "extends.zst"
+RESULT = "result.zst"
+OUTCOME = "outcome.json"
+
+
+def run(workdir: Path) -> int:
+    spec = json.loads((workdir / REQUEST).read_text())
+    extends_path = workdir / EXTENDS
+    request = ExecutionRequest(
+        task_key=spec["task_key"],
+        transformation=spec["transformation"],
+        extends=extends_path.read_bytes() if extends_path.exists() else None,
+        workdir=workdir,
+        n_retries=spec.get("n_retries", 0),
+        options=spec.get("options", {}),
+    )
+    try:
+        runtime = runtime_for(spec["protocol_module"], spec["protocol"])
+        outcome = runtime.execute(request)
+    except Exception as exc:  # any failure to build or run the DAG is a failed task
+        outcome = failed_outcome(
+            request.task_key,
+            request.transformation,
+            f"{type(exc).__name__}: {exc}",
+            traceback.format_exc(),
+            exception_qualname=type(exc).__name__,
+        )
+    (workdir / RESULT).write_bytes(outcome.result)
+    (workdir / OUTCOME).write_text(
+        json.dumps({"ok": outcome.ok, "pdr_key": outcome.pdr_key, "tracebacks": outcome.tracebacks})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))

@@ -1,0 +1,82 @@
+"""Run one task in a child process and always come back with an outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from alchemiscale_local.runtimes.base import ExecutionOutcome, failed_outcome
+
+from . import child
+
+log = logging.getLogger(__name__)
+
+
+class Abandoned(Exception):
+    """The task was given up because the service is stopping."""
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+class TaskExecutor:
+    """Spawns ``alchemiscale_local.compute.child`` for a task and collects its outcome."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._abandon = threading.Event()
+
+    def abandon(self) -> None:
+        """Stop the running protocol process (from a signal handler or another thread)."""
+        self._abandon.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    def run(self, inputs: dict[str, Any], extends: bytes | None, workdir: Path, *, n_retries: int,
+            options: dict[str, Any] | None = None) -> ExecutionOutcome:
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "task_key": inputs["task"],
+            "transformation": inputs["transformation"],
+            "protocol": inputs["protocol"],
+            "protocol_module": inputs["protocol_module"],
+            "n_retries": n_retries,
+            "options": options or {},
+        }
+        (workdir / child.REQUEST).write_text(json.dumps(spec))
+        if extends is not None:
+            (workdir / child.EXTENDS).write_bytes(extends)
+        log_path = workdir / "protocol.log"
+        with open(log_path, "wb") as out:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "alchemiscale_local.compute.child", str(workdir)],
+                stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            )
+            returncode = self._proc.wait()
+            self._proc = None
+        if self._abandon.is_set():
+            raise Abandoned(inputs["task"])
+        outcome_file = workdir / child.OUTCOME
+        if returncode == 0 and outcome_file.exists():
+            meta = json.loads(outcome_file.read_text())
+            return ExecutionOutcome(result=(workdir / child.RESULT).read_bytes(), ok=meta["ok"],
+                                    pdr_key=meta["pdr_key"], tracebacks=meta["tracebacks"])
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        why = (f"protocol process killed by signal {_signal_name(returncode)}" if returncode < 0
+               else f"protocol process exited with status {returncode} without a result")
+        log.error("task %s: %s", inputs["task"], why)
+        return failed_outcome(inputs["task"], inputs["transformation"], why,
+                              f"{why}\n--- protocol process output (tail) ---\n{tail}",
+                              exception_qualname="ProtocolProcessDied")
