@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 _PART = r"[a-zA-Z][a-zA-Z0-9_]*"
-_PART_RE = re.compile(rf"^{_PART}$")
-_GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+$")
+_PART_RE = re.compile(rf"^{_PART}\Z")
+_GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
 
 
 class InvalidIdentifier(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -29,12 +30,25 @@ def batched(rows: Sequence[T], size: int = BATCH_ROWS) -> Iterator[Sequence[T]]:
         yield rows[start : start + size]
 
 
+# Checked again here with \Z: a '$' anchor also matches before a trailing newline,
+# so the models' patterns accept 'proj\n'; such a part must never reach the graph.
+_STRICT_PART = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*\Z")
+_STRICT_GUFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
+
+
+def _check_strict(parts: Iterable[str | None], what: object) -> None:
+    for part in parts:
+        if part is not None and not _STRICT_PART.match(part):
+            raise InvalidInput(f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter")
+
+
 def parse_scope(scope: str | Scope, *, specific: bool = False) -> Scope:
     """A Scope from a string or Scope; InvalidInput on a bad one."""
     try:
         parsed = scope if isinstance(scope, Scope) else Scope.from_str(scope)
     except (InvalidIdentifier, ValueError) as exc:
         raise InvalidInput(str(exc)) from None
+    _check_strict(parsed.to_tuple(), scope)
     if specific and not parsed.specific:
         raise InvalidInput(f"scope {parsed} must be specific (no '*') here")
     return parsed
@@ -46,6 +60,9 @@ def parse_sk(key: str | ScopedKey, *, qualname: str | tuple[str, ...] | None = N
         sk = key if isinstance(key, ScopedKey) else ScopedKey.from_str(key)
     except (InvalidIdentifier, ValueError) as exc:
         raise InvalidInput(str(exc)) from None
+    if not _STRICT_GUFE_KEY.match(sk.gufe_key):
+        raise InvalidInput(f"{key!r}: gufe key {sk.gufe_key!r} must look like '<Qualname>-<token>'")
+    _check_strict(sk.scope.to_tuple(), key)
     if qualname is not None:
         allowed = (qualname,) if isinstance(qualname, str) else qualname
         if sk.qualname not in allowed:

@@ -116,6 +116,8 @@ class ComputeMixin(StoreBase):
 
     def expire_computeservices(self, ttl_s: float) -> list[str]:
         """Remove services silent for longer than ``ttl_s``; return their identifiers."""
+        if not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not ttl_s >= 0:
+            raise InvalidInput(f"ttl_s must be a number >= 0, not {ttl_s!r}")
         cutoff = self._now() - ttl_s
         ids = [
             r["id"]

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from neo4j import ManagedTransaction
+from neo4j.exceptions import ClientError
 
 from alchemiscale_local import keyedchain
 from alchemiscale_local.models import NetworkState, Scope, ScopedKey
@@ -66,6 +67,17 @@ RETURN n._gufe_key AS key, n._doc AS doc,
 def hub_key(network_sk: ScopedKey) -> str:
     token = hashlib.md5(str(network_sk).encode(), usedforsecurity=False).hexdigest()
     return f"TaskHub-{token}-{network_sk.org}-{network_sk.campaign}-{network_sk.project}"
+
+
+def _check_name_regex(name: str | None) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise InvalidInput("name must be a regular expression (a string)")
+    try:
+        re.compile(name)
+    except re.error as exc:
+        raise InvalidInput(f"name is not a valid regular expression: {exc}") from None
 
 
 def _relation_props(path: tuple[Any, ...]) -> dict[str, Any]:
@@ -266,17 +278,13 @@ class NetworksMixin(StoreBase):
     ) -> list[str]:
         """Networks in ``scope`` whose name matches the regex ``name``, in ``state`` (None: any)."""
         scope = parse_scope(scope)
-        if name is not None:
-            try:
-                re.compile(name)
-            except re.error as exc:
-                raise InvalidInput(f"name is not a valid regular expression: {exc}") from None
+        _check_name_regex(name)
         if state is not None:
             try:
                 state = NetworkState(state).value
             except ValueError:
                 raise InvalidInput(f"state must be one of {[s.value for s in NetworkState]}") from None
-        rows = self._read(
+        rows = self._read_by_name(
             "MATCH (an:AlchemicalNetwork) WHERE "
             + scope_filter("an")
             + " AND ($name IS NULL OR an.name =~ $name) AND ($state IS NULL OR an._state = $state)"
@@ -287,9 +295,20 @@ class NetworksMixin(StoreBase):
         )
         return [r["sk"] for r in rows]
 
+    def _read_by_name(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """``_read`` for queries matching ``=~ $name``: Neo4j's (Java) regex syntax differs
+        from Python's in places, so a pattern Python accepts can still be refused there."""
+        try:
+            return self._read(query, **params)
+        except ClientError as exc:
+            if "Invalid Regex" in (exc.message or ""):
+                raise InvalidInput(f"name is not a valid regular expression: {exc.message}") from None
+            raise
+
     def _query_by_qualname(self, qualnames: tuple[str, ...], scope: str | Scope, name: str | None) -> list[str]:
         scope = parse_scope(scope)
-        rows = self._read(
+        _check_name_regex(name)
+        rows = self._read_by_name(
             "MATCH (n:GufeTokenizable) WHERE n._qualname IN $qualnames AND "
             + scope_filter("n")
             + " AND ($name IS NULL OR n.name =~ $name) RETURN n._scoped_key AS sk ORDER BY sk",

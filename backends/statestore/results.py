@@ -127,6 +127,8 @@ class ResultsMixin(StoreBase):
         hub = self._hub_for(network)
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
             raise InvalidInput("max_retries must be an integer >= 1")
+        if isinstance(patterns, str):
+            raise InvalidInput("patterns must be a list of strings, not one string")
         for p in patterns:
             self._check_pattern(p)
         rows = [{"key": pattern_key(p, hub), "pattern": p} for p in patterns]

@@ -8,13 +8,14 @@ from typing import Any
 
 from neo4j import ManagedTransaction
 
-from alchemiscale_local.models import ScopedKey, TaskStatus
+from alchemiscale_local.models import NetworkState, ScopedKey, TaskStatus
 
 from .base import StoreBase, parse_scope, parse_sk, scope_filter, scope_params
 from .errors import InvalidInput, InvalidTransition, NotFound
 from .networks import TRANSFORMATION_QUALNAMES, hub_key
 
 DEFAULT_PRIORITY = 10
+MAX_PRIORITY = 2**63 - 1  # Neo4j integers are 64-bit
 DEFAULT_ACTION_WEIGHT = 0.5
 
 # Statuses a user may ask for, and the statuses each may be reached from.
@@ -48,7 +49,7 @@ UNWIND ts AS task
 WITH DISTINCT task WHERE task.status <> $blocked
 OPTIONAL MATCH (task)<-[rel:ACTIONS|APPLIES|CLAIMS]-()
 DELETE rel
-SET task.status = $status
+SET task.status = $status, task.claimed_by = null
 """
 
 
@@ -179,8 +180,8 @@ class TasksMixin(StoreBase):
 
     # -- priority -------------------------------------------------------------------
     def set_task_priority(self, tasks: list[str], priority: int) -> list[str | None]:
-        if not isinstance(priority, int) or isinstance(priority, bool) or priority < 1:
-            raise InvalidInput(f"priority must be an integer >= 1, not {priority!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= MAX_PRIORITY:
+            raise InvalidInput(f"priority must be an integer from 1 to {MAX_PRIORITY}, not {priority!r}")
         keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
         done = {
             r["k"]
@@ -369,6 +370,11 @@ class TasksMixin(StoreBase):
     def get_scope_status(self, scope: str = "*-*-*", *, network_state: str | None = None) -> dict[str, int]:
         """Task counts in a scope; with ``network_state``, only tasks of networks in that state."""
         sc = parse_scope(scope)
+        if network_state is not None:
+            try:
+                network_state = NetworkState(network_state).value
+            except ValueError:
+                raise InvalidInput(f"network state must be one of {[x.value for x in NetworkState]}") from None
         if network_state is None:
             rows = self._read(
                 "MATCH (t:Task) WHERE " + scope_filter("t") + " RETURN t.status AS s, count(t) AS c",
