@@ -27,9 +27,12 @@ DELETE c
 WITH DISTINCT t
 SET t.status = CASE WHEN $ok THEN 'complete' ELSE 'error' END, t.claimed_by = null
 WITH t WHERE $ok
-OPTIONAL MATCH (t)<-[rel:ACTIONS|APPLIES]-()
+OPTIONAL MATCH (t)<-[rel:APPLIES]-()
 DELETE rel
 """
+# ACTIONS of a completed task are kept and filtered out by status where it matters:
+# deleting them would write-lock the network's hub node on every completion, making
+# completions on one network serialize (and deadlock against each other).
 
 
 def pattern_key(pattern: str, hub: str) -> str:

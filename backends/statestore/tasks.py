@@ -265,8 +265,10 @@ class TasksMixin(StoreBase):
         hub = hub_key(net)
         self._require_nodes("TaskHub", [hub], what="network")
         rows = self._read(
-            "MATCH (:TaskHub {_scoped_key: $hub})-[a:ACTIONS]->(t:Task) RETURN t._scoped_key AS k, a.weight AS w",
+            "MATCH (:TaskHub {_scoped_key: $hub})-[a:ACTIONS]->(t:Task) WHERE t.status IN $actionable "
+            "RETURN t._scoped_key AS k, a.weight AS w",
             hub=hub,
+            actionable=ACTIONABLE,
         )
         return {r["k"]: r["w"] for r in rows}
 
@@ -274,8 +276,10 @@ class TasksMixin(StoreBase):
         key = str(parse_sk(task, qualname="Task"))
         self._require_nodes("Task", [key])
         rows = self._read(
-            "MATCH (th:TaskHub)-[a:ACTIONS]->(:Task {_scoped_key: $k}) RETURN th.network AS n, a.weight AS w",
+            "MATCH (th:TaskHub)-[a:ACTIONS]->(t:Task {_scoped_key: $k}) WHERE t.status IN $actionable "
+            "RETURN th.network AS n, a.weight AS w",
             k=key,
+            actionable=ACTIONABLE,
         )
         return {r["n"]: r["w"] for r in rows}
 
