@@ -1,0 +1,95 @@
+"""``alchemiscale-local identity add|list|remove``: user and compute identities."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from alchemiscale_local.backends.statestore import Neo4jStore
+from alchemiscale_local.backends.statestore.errors import StateStoreError
+from alchemiscale_local.settings import Settings
+
+from ._common import console, fail, handle_errors, settings_from
+
+app = typer.Typer(help="Manage user and compute identities (needs the deployment's Neo4j running).",
+                  no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings) -> Iterator[Neo4jStore]:
+    """The state store of a running deployment, or of a Neo4j started with `neo4j start`."""
+    from alchemiscale_local.deployment import read_state
+    from alchemiscale_local.launchers.neo4j import get_launcher
+    from alchemiscale_local.settings import settings_from_file
+
+    state = read_state(settings)
+    if state and Path(state.get("settings_file", "")).exists():
+        neo = settings_from_file(Path(state["settings_file"])).neo4j
+        uri, user, password, database = neo.uri, neo.user, neo.password.get_secret_value(), neo.database
+    else:
+        launcher = get_launcher(settings)
+        if not launcher.is_running():
+            raise fail(f"Neo4j of deployment {settings.name!r} is not running: "
+                       "start it with `alchemiscale-local up --detach` or `alchemiscale-local neo4j start`")
+        conn = launcher.connection()
+        uri, user, password, database = conn.uri, conn.user, conn.password, conn.database
+    store = Neo4jStore.connect(uri, user, password, database)
+    try:
+        store.initialize()
+        yield store
+    finally:
+        store.close()
+
+
+@app.command("add")
+@handle_errors
+def add(
+    ctx: typer.Context,
+    identifier: str = typer.Argument(..., help="the identity's name"),
+    kind: str = typer.Option("user", "--kind", help="user or compute"),
+    scope: list[str] = typer.Option(["*-*-*"], "--scope", help="scope it may access (repeatable)"),
+    key: Optional[str] = typer.Option(None, "--key", help="its key (default: generated and printed once)"),
+) -> None:
+    """Create an identity and print its key (shown only now)."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        try:
+            secret = store.add_identity(identifier, kind, key=key, scopes=scope)
+        except StateStoreError as exc:
+            raise fail(str(exc)) from None
+    console.print(f"identity [bold]{identifier}[/] ({kind}) scopes {', '.join(scope)}")
+    console.print(f"key: {secret}", highlight=False)
+
+
+@app.command("list")
+@handle_errors
+def list_(ctx: typer.Context, kind: Optional[str] = typer.Option(None, "--kind")) -> None:
+    """List identities (keys are never shown)."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        rows = store.list_identities(kind)
+    table = Table()
+    for col in ("identifier", "kind", "scopes", "disabled", "expires"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["identifier"], r["kind"], ", ".join(r["scopes"] or []), str(r["disabled"]),
+                      str(r["expires"] or "-"))
+    console.print(table)
+
+
+@app.command("remove")
+@handle_errors
+def remove(ctx: typer.Context, identifier: str = typer.Argument(...)) -> None:
+    """Remove an identity; its tokens stop working when they expire."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        try:
+            store.remove_identity(identifier)
+        except StateStoreError as exc:
+            raise fail(str(exc)) from None
+    console.print(f"removed {identifier}")
