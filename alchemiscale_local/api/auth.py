@@ -125,7 +125,7 @@ async def _credentials(request: Request) -> tuple[str, str]:
         else:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
             ident, key = (form.get("username") or [None])[0], (form.get("password") or [None])[0]
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         raise HTTPException(400, "token request must be JSON {identifier, key} or a form with username/password") from None
     if not isinstance(ident, str) or not isinstance(key, str) or not ident or not key:
         raise HTTPException(400, "token request needs identifier (username) and key (password)")

@@ -113,4 +113,7 @@ def json_body(raw: bytes) -> Any:
     def _no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
-    return json.loads(raw, parse_constant=_no_constants)
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None

@@ -119,12 +119,12 @@ def _tracebacks(spool: Any) -> list[str]:
     """Tracebacks of the ProtocolUnitFailures in a failed result (no gufe needed)."""
     spool.seek(0)
     try:
-        with zstandard.ZstdDecompressor().stream_reader(spool) as reader:
+        with zstandard.ZstdDecompressor().stream_reader(spool, closefd=False) as reader:
             text = reader.read(MAX_PARSED_FAILURE + 1)
         if len(text) > MAX_PARSED_FAILURE:
             return []
         chain = json.loads(text)
-    except (zstandard.ZstdError, ValueError):
+    except (zstandard.ZstdError, ValueError, RecursionError):
         raise HTTPException(400, "a failed result must be zstd-compressed keyed-chain JSON") from None
     out = []
     if isinstance(chain, list):

@@ -19,12 +19,15 @@ import typer
 from alchemiscale_local import __version__
 
 from . import config as _config
+from . import deploy as _deploy
+from . import identity as _identity
 from . import neo4j as _neo4j
 from ._common import CliState
 
 #: (name, sub-app) pairs mounted on the root app, in help order
 SUB_APPS: list[tuple[str, typer.Typer]] = [
     ("config", _config.app),
+    ("identity", _identity.app),
     ("neo4j", _neo4j.app),
 ]
 
@@ -73,6 +76,7 @@ def root(
     ctx.obj = CliState(overrides={k: v for k, v in overrides.items() if v is not None})
 
 
+_deploy.register(app)  # up, down, status, logs at the top level
 for _name, _sub in SUB_APPS:
     app.add_typer(_sub, name=_name)
 

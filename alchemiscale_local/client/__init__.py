@@ -1,0 +1,36 @@
+"""Clients of an alchemiscale-local deployment.
+
+    from alchemiscale_local.client import AlchemiscaleLocalClient
+    client = AlchemiscaleLocalClient()          # credentials from env or the deployment's file
+    net = client.create_network(network, "org-campaign-project")
+"""
+
+from .compute import ComputeClient
+from .credentials import Credentials, resolve_credentials
+from .errors import (
+    AuthError,
+    ClientError,
+    ConflictError,
+    NotFoundError,
+    ResultIntegrityError,
+    ServerUnavailable,
+    ValidationError,
+)
+from .user import AlchemiscaleLocalClient
+
+AlchemiscaleClient = AlchemiscaleLocalClient  # alchemiscale's name, for scripts written for it
+
+__all__ = [
+    "AlchemiscaleClient",
+    "AlchemiscaleLocalClient",
+    "AuthError",
+    "ClientError",
+    "ComputeClient",
+    "ConflictError",
+    "Credentials",
+    "NotFoundError",
+    "ResultIntegrityError",
+    "ServerUnavailable",
+    "ValidationError",
+    "resolve_credentials",
+]

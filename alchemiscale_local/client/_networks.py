@@ -1,0 +1,172 @@
+"""User-client methods for networks, transformations, chemical systems and restart patterns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alchemiscale_local.models import Scope, ScopedKey
+
+from . import display
+from .base import BaseClient, batched, seg, sk_str, to_sk
+from .documents import from_keyed_chain, to_keyed_chain
+from .errors import ValidationError
+
+SK = ScopedKey | str
+
+
+def _scope_str(scope: Scope | str | None) -> str | None:
+    return str(scope) if scope is not None else None
+
+
+def _check_transformations(chain: list) -> None:
+    """alchemiscale's client-side check: no Transformation with stateA == stateB."""
+    for key, d in chain:
+        if isinstance(d, dict) and d.get("__qualname__") == "Transformation":
+            a, b = d.get("stateA"), d.get("stateB")
+            if a is not None and a == b:
+                raise ValidationError(None, f"transformation {key} has the same stateA and stateB")
+
+
+class NetworksMixin(BaseClient):
+    """Networks, transformations, chemical systems, restart patterns."""
+
+    _as_gufe: bool
+
+    def _document(self, route: str, key: SK, visualize: bool, what: str) -> Any:
+        with display.spinner(f"retrieving {what} {key}", visualize):
+            text = self._request("GET", f"/{route}/{seg(key)}").text
+        return from_keyed_chain(json.loads(text), self._as_gufe)
+
+    # -- existence ------------------------------------------------------------------------
+    def check_exists(self, scoped_key: SK) -> bool:
+        """Whether the object or task exists in the state store."""
+        return bool(self._get(f"/exists/{seg(scoped_key)}"))
+
+    # -- networks -------------------------------------------------------------------------
+    def create_network(self, network: Any, scope: Scope | str, state: str = "active", *,
+                       compress: bool = True, visualize: bool = True) -> ScopedKey:
+        """Submit a network (gufe AlchemicalNetwork, keyed chain, JSON text or path) into a specific scope.
+
+        Idempotent: submitting the same network again returns the same ScopedKey.
+        """
+        chain = to_keyed_chain(network)
+        _check_transformations(chain)
+        body = {"network": chain, "scope": str(scope), "state": state}
+        with display.spinner(f"submitting network ({len(chain)} objects) to {scope}", visualize):
+            out = self._post("/networks", body, compress=compress)
+        return ScopedKey.from_str(out["network"])
+
+    def get_network(self, network: SK, *, visualize: bool = True) -> Any:
+        """The network: a gufe AlchemicalNetwork, or its keyed chain without gufe."""
+        return self._document("networks", network, visualize, "network")
+
+    def query_networks(self, name: str | None = None, scope: Scope | str | None = None,
+                       state: str | None = "active") -> list[ScopedKey]:
+        """Networks whose name matches the regex ``name``, in ``scope``, in ``state`` (None: any)."""
+        return self._keys("/networks", name=name, scope=_scope_str(scope), state=state or "")
+
+    def set_networks_state(self, networks: list[SK], states: list[str], *,
+                           batch_size: int = 1000) -> list[ScopedKey | None]:
+        """Set each network's state (active, inactive, invalid, deleted); None for unknown networks."""
+        if len(networks) != len(states):
+            raise ValueError("networks and states must have the same length")
+        out: list[ScopedKey | None] = []
+        pairs = list(zip([sk_str(n) for n in networks], states))
+        for chunk in batched(pairs, batch_size):
+            got = self._post("/bulk/networks/state/set",
+                             {"networks": [n for n, _ in chunk], "states": [s for _, s in chunk]})
+            out.extend(to_sk(k) for k in got)
+        return out
+
+    def set_network_state(self, network: SK, state: str) -> ScopedKey | None:
+        """Set one network's state; None if it is not found."""
+        return self.set_networks_state([network], [state])[0]
+
+    def get_networks_state(self, networks: list[SK], *, batch_size: int = 1000) -> list[str | None]:
+        """Each network's state, None for unknown networks."""
+        out: list[str | None] = []
+        for chunk in batched([sk_str(n) for n in networks], batch_size):
+            out.extend(self._post("/bulk/networks/state/get", {"networks": list(chunk)}))
+        return out
+
+    def get_network_state(self, network: SK) -> str | None:
+        return self.get_networks_state([network])[0]
+
+    def get_network_weight(self, network: SK) -> float:
+        """The network's TaskHub weight (0-1)."""
+        return self._get(f"/networks/{seg(network)}/weight")
+
+    def set_network_weight(self, network: SK, weight: float) -> None:
+        """Set the TaskHub weight in [0, 1]; 0 stops claims from the network without cancelling."""
+        self._post(f"/networks/{seg(network)}/weight", {"weight": weight})
+
+    def get_networks_weight(self, networks: list[SK], *, batch_size: int = 1000) -> list[float | None]:
+        out: list[float | None] = []
+        for chunk in batched([sk_str(n) for n in networks], batch_size):
+            out.extend(self._post("/bulk/networks/weight/get", {"networks": list(chunk)}))
+        return out
+
+    def set_networks_weight(self, networks: list[SK], weights: list[float], *, batch_size: int = 1000) -> None:
+        if len(networks) != len(weights):
+            raise ValueError("networks and weights must have the same length")
+        pairs = list(zip([sk_str(n) for n in networks], weights))
+        for chunk in batched(pairs, batch_size):
+            self._post("/bulk/networks/weight/set",
+                       {"networks": [n for n, _ in chunk], "weights": [w for _, w in chunk]})
+
+    def get_network_transformations(self, network: SK) -> list[ScopedKey]:
+        """Transformations and NonTransformations of a network (the authoritative keys)."""
+        return self._keys(f"/networks/{seg(network)}/transformations")
+
+    def get_network_chemicalsystems(self, network: SK) -> list[ScopedKey]:
+        return self._keys(f"/networks/{seg(network)}/chemicalsystems")
+
+    def get_transformation_networks(self, transformation: SK) -> list[ScopedKey]:
+        return self._keys(f"/transformations/{seg(transformation)}/networks")
+
+    def get_chemicalsystem_networks(self, chemicalsystem: SK) -> list[ScopedKey]:
+        return self._keys(f"/chemicalsystems/{seg(chemicalsystem)}/networks")
+
+    # -- transformations and chemical systems ---------------------------------------------
+    def query_transformations(self, name: str | None = None, scope: Scope | str | None = None) -> list[ScopedKey]:
+        return self._keys("/transformations", name=name, scope=_scope_str(scope))
+
+    def query_chemicalsystems(self, name: str | None = None, scope: Scope | str | None = None) -> list[ScopedKey]:
+        return self._keys("/chemicalsystems", name=name, scope=_scope_str(scope))
+
+    def get_transformation(self, transformation: SK, *, visualize: bool = True) -> Any:
+        """A gufe Transformation, or its keyed chain without gufe."""
+        return self._document("transformations", transformation, visualize, "transformation")
+
+    def get_chemicalsystem(self, chemicalsystem: SK, *, visualize: bool = True) -> Any:
+        """A gufe ChemicalSystem, or its keyed chain without gufe."""
+        return self._document("chemicalsystems", chemicalsystem, visualize, "chemical system")
+
+    def get_transformation_chemicalsystems(self, transformation: SK) -> list[ScopedKey]:
+        return self._keys(f"/transformations/{seg(transformation)}/chemicalsystems")
+
+    def get_chemicalsystem_transformations(self, chemicalsystem: SK) -> list[ScopedKey]:
+        return self._keys(f"/chemicalsystems/{seg(chemicalsystem)}/transformations")
+
+    # -- restart patterns -------------------------------------------------------------------
+    def add_task_restart_patterns(self, network: SK, patterns: list[str], num_allowed_restarts: int) -> None:
+        """Restart errored tasks of the network whose tracebacks match a pattern (regex)."""
+        self._post(f"/networks/{seg(network)}/restartpatterns/add",
+                   {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts})
+
+    def get_task_restart_patterns(self, network: SK) -> dict[str, int]:
+        """``{pattern: allowed restarts}`` of the network."""
+        key = sk_str(network)
+        return self._post("/bulk/networks/restartpatterns/get", {"networks": [key]})[key]
+
+    def set_task_restart_patterns_allowed_restarts(self, network: SK, patterns: list[str],
+                                                   num_allowed_restarts: int) -> None:
+        self._post(f"/networks/{seg(network)}/restartpatterns/maxretries",
+                   {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts})
+
+    def remove_task_restart_patterns(self, network: SK, patterns: list[str]) -> None:
+        self._post(f"/networks/{seg(network)}/restartpatterns/remove", {"patterns": list(patterns)})
+
+    def clear_task_restart_patterns(self, network: SK) -> None:
+        self._post(f"/networks/{seg(network)}/restartpatterns/clear")

@@ -1,0 +1,135 @@
+"""User-client methods for results and failures: refs, verified bytes, gathered estimates."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from alchemiscale_local.models import ScopedKey
+
+from . import display
+from .base import BaseClient, seg
+from .documents import decode_result, from_keyed_chain, gufe_available, protocol_of, verify_sha256
+from .errors import ResultIntegrityError
+
+SK = ScopedKey | str
+ResultFormat = Literal["ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"]
+FailureFormat = Literal["ProtocolDAGResults", "refs"]
+
+
+def gather_results(transformation: list, results: list[bytes]) -> Any:
+    """Gather successful result documents into an estimate.
+
+    Uses the runtime registry (``alchemiscale_local.runtimes.registry.runtime_for``) for the
+    protocol named in the transformation chain; without it, gufe's ``Transformation.gather``.
+    """
+    module, qualname = protocol_of(transformation)
+    try:
+        from alchemiscale_local.runtimes.registry import runtime_for
+    except ImportError:
+        runtime_for = None
+    if runtime_for is not None:
+        return runtime_for(module, qualname).gather(transformation, list(results))
+    if gufe_available():
+        tf = from_keyed_chain(transformation, True)
+        pdrs = [from_keyed_chain(decode_result(r), True) for r in results]
+        return tf.gather(pdrs)
+    raise RuntimeError(f"no runtime can gather results of {module}.{qualname}: install gufe or its runtime")
+
+
+class ResultsMixin(BaseClient):
+    """Results and failures."""
+
+    _as_gufe: bool
+
+    def _refs(self, path: str) -> list[dict[str, Any]]:
+        return self._get(path)
+
+    def _fetch(self, transformation: str, ref: dict[str, Any], kind: str) -> bytes:
+        resp = self._request("GET", f"/transformations/{transformation}/{kind}/{ref['pdr_key']}",
+                             headers={"Accept-Encoding": "identity"})
+        data = resp.content
+        header = resp.headers.get("X-Content-SHA256")
+        expected = ref.get("sha256") or header
+        if header and expected and header.lower() != expected.lower():
+            raise ResultIntegrityError(resp.status_code, f"result {ref['pdr_key']}: server checksum {header} "
+                                                         f"differs from the reference {expected}")
+        verify_sha256(data, expected, what=f"result {ref['pdr_key']}")
+        return data
+
+    def _fetch_all(self, transformation: str, refs: list[dict[str, Any]], kind: str, visualize: bool) -> list[bytes]:
+        with display.progress(f"fetching {len(refs)} {kind}", len(refs), visualize) as advance:
+            return self._map(lambda r: self._fetch(transformation, r, kind), refs, progress=advance)
+
+    def _shape(self, transformation: str, refs: list[dict], datas: list[bytes], return_as: str) -> Any:
+        if return_as == "ProtocolDAGResults":
+            return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
+        chain = json.loads(self._request("GET", f"/transformations/{transformation}").text)
+        if return_as == "ProtocolResults":
+            return [gather_results(chain, [d]) for d in datas]
+        return gather_results(chain, datas) if datas else None
+
+    def get_transformation_results(self, transformation: SK, return_as: ResultFormat = "ProtocolResult",
+                                   *, visualize: bool = True) -> Any:
+        """Successful results of a transformation.
+
+        ``'ProtocolResult'``: one gathered estimate (None without results); ``'ProtocolResults'``:
+        one per result; ``'ProtocolDAGResults'``: the result documents (gufe objects, or keyed
+        chains without gufe); ``'refs'``: references (location, sha256, size, task ...) only.
+        Every downloaded document is checked against its recorded sha256.
+        """
+        if return_as not in ("ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"):
+            raise ValueError(f"unknown return_as {return_as!r}")
+        tf = seg(transformation)
+        refs = self._refs(f"/transformations/{tf}/results")
+        if return_as == "refs":
+            return refs
+        return self._shape(tf, refs, self._fetch_all(tf, refs, "results", visualize), return_as)
+
+    def get_transformation_failures(self, transformation: SK, return_as: FailureFormat = "ProtocolDAGResults",
+                                    *, visualize: bool = True) -> list[Any]:
+        """Failed results of a transformation (documents, or ``'refs'`` with tracebacks)."""
+        tf = seg(transformation)
+        refs = self._refs(f"/transformations/{tf}/failures")
+        if return_as == "refs":
+            return refs
+        datas = self._fetch_all(tf, refs, "failures", visualize)
+        return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
+
+    def _network_map(self, network: SK, fn: Any, visualize: bool) -> dict[ScopedKey, Any]:
+        tfs = [ScopedKey.from_str(k) for k in self._get(f"/networks/{seg(network)}/transformations")]
+        with display.progress(f"results of {len(tfs)} transformations", len(tfs), visualize) as advance:
+            values = self._map(fn, tfs, workers=4, progress=advance)
+        return dict(zip(tfs, values))
+
+    def get_network_results(self, network: SK, return_as: ResultFormat = "ProtocolResult",
+                            *, visualize: bool = True) -> dict[ScopedKey, Any]:
+        """``{transformation: get_transformation_results(...)}`` over the network."""
+        return self._network_map(
+            network, lambda tf: self.get_transformation_results(tf, return_as, visualize=False), visualize)
+
+    def get_network_failures(self, network: SK, return_as: FailureFormat = "ProtocolDAGResults",
+                             *, visualize: bool = True) -> dict[ScopedKey, list[Any]]:
+        """``{transformation: get_transformation_failures(...)}`` over the network."""
+        return self._network_map(
+            network, lambda tf: self.get_transformation_failures(tf, return_as, visualize=False), visualize)
+
+    def _task_docs(self, task: SK, kind: str, return_as: str, visualize: bool) -> list[Any]:
+        refs = self._refs(f"/tasks/{seg(task)}/{kind}")
+        if return_as == "refs":
+            return refs
+        if return_as != "ProtocolDAGResults":
+            raise ValueError("return_as must be 'ProtocolDAGResults' or 'refs'")
+        tf = self._get(f"/tasks/{seg(task)}/transformation")
+        datas = self._fetch_all(tf, refs, kind, visualize)
+        return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
+
+    def get_task_results(self, task: SK, return_as: FailureFormat = "ProtocolDAGResults",
+                         *, visualize: bool = True) -> list[Any]:
+        """Successful result documents of one task (or their ``'refs'``)."""
+        return self._task_docs(task, "results", return_as, visualize)
+
+    def get_task_failures(self, task: SK, return_as: FailureFormat = "ProtocolDAGResults",
+                          *, visualize: bool = True) -> list[Any]:
+        """Failed result documents of one task (or their ``'refs'``, with tracebacks)."""
+        return self._task_docs(task, "failures", return_as, visualize)

@@ -1,0 +1,100 @@
+"""Where a client's API URL, identifier and key come from.
+
+Per value, first found wins: an explicit argument, then the environment
+(``ALCHEMISCALE_LOCAL_URL``, ``ALCHEMISCALE_LOCAL_ID``, ``ALCHEMISCALE_LOCAL_KEY``), then the
+credentials file a deployment writes (``load_settings().credentials_file``, a 0600 JSON file
+``{api_url, user: {identifier, key}, compute: {identifier, key}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AuthError
+
+ENV_URL = "ALCHEMISCALE_LOCAL_URL"
+ENV_ID = "ALCHEMISCALE_LOCAL_ID"
+ENV_KEY = "ALCHEMISCALE_LOCAL_KEY"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A resolved API URL and identity; ``sources`` says where each value came from."""
+
+    api_url: str
+    identifier: str
+    key: str = field(repr=False)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def default_credentials_file() -> Path | None:
+    """The deployment's credentials file from the settings, or None if settings cannot load."""
+    try:
+        from alchemiscale_local.settings import load_settings
+
+        return load_settings().credentials_file
+    except Exception:  # a broken config file must not hide explicit or env credentials
+        return None
+
+
+def _read_file(path: Path, section: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise AuthError(None, f"cannot read credentials file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise AuthError(None, f"credentials file {path} is not a JSON object")
+    ident = data.get(section) if isinstance(data.get(section), dict) else {}
+    return {"api_url": data.get("api_url"), "identifier": ident.get("identifier"), "key": ident.get("key")}
+
+
+def resolve_credentials(
+    api_url: str | None = None,
+    identifier: str | None = None,
+    key: str | None = None,
+    *,
+    section: str = "user",
+    credentials_file: str | Path | None = None,
+) -> Credentials:
+    """Resolve URL, identifier and key (explicit > env > credentials file ``section``).
+
+    Raises :class:`AuthError` naming every place it looked when a value is missing.
+    """
+    explicit = {"api_url": api_url, "identifier": identifier, "key": key}
+    env = {"api_url": os.environ.get(ENV_URL), "identifier": os.environ.get(ENV_ID),
+           "key": os.environ.get(ENV_KEY)}
+    for name, value in explicit.items():
+        if value is not None and env[name] and env[name] != value:
+            warnings.warn(f"{name} given explicitly overrides a different value in the environment",
+                          stacklevel=3)
+    path = Path(credentials_file) if credentials_file is not None else default_credentials_file()
+    from_file: dict[str, Any] = {}
+    if any(explicit[n] is None and not env[n] for n in explicit) and path is not None:
+        from_file = _read_file(path, section)
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for name in explicit:
+        for source, candidates in (("argument", explicit), ("environment", env), (f"file {path}", from_file)):
+            value = candidates.get(name)
+            if value:
+                values[name] = str(value)
+                sources[name] = source
+                break
+    missing = [n for n in explicit if n not in values]
+    if missing:
+        env_names = {"api_url": ENV_URL, "identifier": ENV_ID, "key": ENV_KEY}
+        raise AuthError(
+            None,
+            f"no {', '.join(missing)} found: pass {', '.join(f'{m}=' for m in missing)}, set "
+            f"{', '.join(env_names[m] for m in missing)}, or start a deployment "
+            f"(`alchemiscale-local up`) that writes the credentials file "
+            f"{path if path is not None else '(settings could not be loaded)'} (section {section!r})",
+        )
+    return Credentials(values["api_url"].rstrip("/"), values["identifier"], values["key"], sources)

@@ -1,0 +1,83 @@
+"""``AlchemiscaleLocalClient``: the user client, with alchemiscale's method names and return shapes."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from alchemiscale_local.models import ScopedKey
+
+from . import display
+from ._networks import NetworksMixin
+from ._results import ResultsMixin
+from ._tasks import TasksMixin
+from .base import seg, sk_str
+from .documents import gufe_available
+
+SK = ScopedKey | str
+DONE = frozenset({"complete", "error", "invalid", "deleted"})
+
+
+class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin):
+    """Client of the user API.
+
+    Credentials: explicit ``api_url``/``identifier``/``key``, else ``ALCHEMISCALE_LOCAL_URL``,
+    ``ALCHEMISCALE_LOCAL_ID``, ``ALCHEMISCALE_LOCAL_KEY``, else the ``user`` section of the
+    deployment's credentials file. Methods take ScopedKeys (or their strings) and return
+    ScopedKeys; bulk methods return lists in input order with None where an item failed.
+
+    Args:
+        return_gufe: return gufe objects (True), keyed chains (False), or decide by whether
+            gufe is importable (None). See :class:`~.base.BaseClient` for the other options.
+    """
+
+    credentials_section = "user"
+
+    def __init__(self, api_url: str | None = None, identifier: str | None = None, key: str | None = None,
+                 *, return_gufe: bool | None = None, **options: Any) -> None:
+        available = gufe_available()
+        if return_gufe and not available:
+            raise ImportError("return_gufe=True needs gufe installed")
+        super().__init__(api_url, identifier, key, **options)
+        self._as_gufe = available if return_gufe is None else bool(return_gufe)
+
+    def wait(self, network: SK, timeout: float | None = None, poll: float = 1.0,
+             visualize: bool = True) -> dict[str, int]:
+        """Block until every actioned task of the network is complete or error.
+
+        Tracks the tasks actioned on the network while waiting (completed tasks leave the hub,
+        so those seen once stay counted). Returns their final counts by status, e.g.
+        ``{"complete": 9, "error": 1}``. Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = sk_str(network)
+        tracked: dict[str, str | None] = {}
+        with display.progress(f"waiting for {key.split('-', 2)[0]}", None, visualize) as advance:
+            done_before = 0
+            while True:
+                actioned = list(self._post(f"/networks/{seg(key)}/tasks/actioned"))
+                for task in actioned:
+                    tracked.setdefault(task, None)
+                keys = list(tracked)
+                statuses = self.get_tasks_status(keys) if keys else []
+                tracked.update(zip(keys, statuses))
+                pending = [t for t in actioned if tracked[t] not in DONE]
+                done = sum(1 for s in tracked.values() if s in DONE)
+                _set_total(advance, len(tracked))
+                advance(done - done_before)
+                done_before = done
+                if not pending:
+                    return dict(Counter(s if s is not None else "missing" for s in tracked.values()))
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"{len(pending)} of {len(tracked)} actioned tasks of {key} "
+                                       f"still pending after {timeout} s")
+                wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+                time.sleep(wait)
+
+
+def _set_total(advance: Any, total: int) -> None:
+    """Update the bar's total (the number of tracked tasks grows as tasks get actioned)."""
+    setter = getattr(advance, "set_total", None)
+    if setter is not None:
+        setter(total)

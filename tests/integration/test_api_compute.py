@@ -1,0 +1,269 @@
+"""Compute API through the ComputeClient, and results read back through the user client."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+
+import httpx
+import pytest
+import zstandard
+
+from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
+from alchemiscale_local.models import ScopedKey
+
+from api_helpers import GUFE_FIXTURES, pdr_document, run_task, submit_toy
+
+
+@pytest.fixture
+def setup(user_client, compute_client):
+    """A network in its own project, one actioned task per transformation, a registered service."""
+    scope = f"org1-compute-p{uuid.uuid4().hex[:8]}"
+    net, chain, tfs = submit_toy(user_client, scope, n=2)
+    tasks = [user_client.create_tasks(tf)[0] for tf in tfs]
+    user_client.action_tasks(tasks, net)
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    assert compute_client.register(service, gpu="0", runtimes=["toy"]) == service
+    yield {"scope": scope, "net": net, "chain": chain, "tfs": tfs, "tasks": tasks, "service": service}
+    try:
+        compute_client.deregister(service)
+    except NotFoundError:
+        pass
+
+
+def test_register_heartbeat_deregister(compute_client):
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    assert compute_client.register(service, hostname="h", pid=1) == service
+    assert compute_client.register(service) == service  # re-registering is fine
+    assert compute_client.heartbeat(service) == service
+    assert compute_client.deregister(service) == service
+    with pytest.raises(NotFoundError, match="expired or never registered"):
+        compute_client.heartbeat(service)
+    with pytest.raises(NotFoundError):
+        compute_client.deregister(service)
+    with pytest.raises(ValidationError):  # identifier outside the allowed pattern
+        compute_client.register("bad id with space")
+
+
+def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_client, setup):
+    s = setup
+    claimed = compute_client.claim_tasks(s["service"], count=3, scopes=[s["scope"]])
+    assert len(claimed) == 3 and claimed[2] is None
+    assert set(claimed[:2]) == set(s["tasks"])
+    assert user_client.get_tasks_status(s["tasks"]) == ["running", "running"]
+    assert compute_client.claim_tasks(s["service"], count=1, scopes=[s["scope"]]) == [None]
+
+    task = claimed[0]
+    inputs = compute_client.get_task_inputs(task)
+    tf = compute_client.get_task_transformation(task)
+    assert inputs["task"] == str(task)
+    assert inputs["transformation_key"] == str(tf)
+    assert inputs["protocol"] == "ToyProtocolA" and inputs["protocol_module"] == "tests.toyprotocols"
+    assert inputs["extends"] is None and inputs["extends_result"] is None
+    assert inputs["transformation"][-1][0] == tf.gufe_key
+    assert inputs["transformation"] == json.loads(
+        json.dumps(user_client.get_transformation(tf, visualize=False)))
+    with pytest.raises(NotFoundError):
+        compute_client.get_extends_result(task)
+
+    pdr_key, chain, data = pdr_document(str(task), transformation_key=tf.gufe_key)
+    out = compute_client.push_result(task, s["service"], pdr_key, True, data)
+    assert out["status"] == "complete" and out["size"] == len(data)
+    assert out["sha256"] == hashlib.sha256(data).hexdigest()
+    assert user_client.get_tasks_status([task]) == ["complete"]
+    # Completed tasks leave the hub.
+    assert task not in user_client.get_network_actioned_tasks(s["net"])
+
+    refs = user_client.get_transformation_results(tf, return_as="refs")
+    assert len(refs) == 1 and refs[0]["sha256"] == out["sha256"] and refs[0]["pdr_key"] == pdr_key
+    assert refs[0]["task"] == str(task)
+    docs = user_client.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False)
+    assert docs == [chain]
+    assert user_client.get_task_results(task, visualize=False) == [chain]
+    assert user_client.get_task_results(task, return_as="refs")[0]["location"] == out["location"]
+    assert user_client.get_transformation_failures(tf, visualize=False) == []
+    assert user_client.get_task_failures(task) == []
+    network_docs = user_client.get_network_results(s["net"], return_as="ProtocolDAGResults", visualize=False)
+    assert network_docs == {tf: [chain], next(t for t in s["tfs"] if t != tf): []}
+
+    # The raw route: bytes as stored, with their checksum, plain or gzipped on the wire.
+    for accept in ("identity", "gzip"):
+        resp = httpx.get(f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
+                         headers={**api_server.headers("user"), "Accept-Encoding": accept})
+        assert resp.status_code == 200 and resp.content == data
+        assert resp.headers["X-Content-SHA256"] == out["sha256"]
+    resp = httpx.get(f"{api_server.url}/tasks/{task}/status", headers=api_server.headers("user"))
+    assert resp.json() == "complete"
+
+    # The claim is gone: a second result for the same task is refused.
+    with pytest.raises(ConflictError):
+        compute_client.push_result(task, s["service"], pdr_key, True, data)
+
+
+def test_failures_tracebacks_and_restart_patterns(user_client, compute_client, setup):
+    s = setup
+    user_client.add_task_restart_patterns(s["net"], ["CUDA_ERROR_OUT_OF_MEMORY"], 1)
+    claimed = [t for t in compute_client.claim_tasks(s["service"], count=2, scopes=[s["scope"]]) if t]
+    task_a, task_b = claimed
+    tb = "Traceback (most recent call last):\nRuntimeError: CUDA_ERROR_OUT_OF_MEMORY"
+    out = run_task(compute_client, s["service"], task_a, ok=False, traceback=tb)
+    assert out["status"] == "waiting"  # the pattern matched: restarted
+    out = run_task(compute_client, s["service"], task_b, ok=False, traceback="Traceback\nValueError: bad input")
+    assert out["status"] == "error"
+    assert user_client.get_tasks_status([task_a, task_b]) == ["waiting", "error"]
+    # A non-matching failure cancels the task from the hub (alchemiscale's rule).
+    assert task_b not in user_client.get_network_actioned_tasks(s["net"])
+
+    tf_a = user_client.get_task_transformation(task_a)
+    refs = user_client.get_transformation_failures(tf_a, return_as="refs")
+    assert len(refs) == 1 and refs[0]["tracebacks"] == [tb]
+    docs = user_client.get_task_failures(task_a, visualize=False)
+    assert len(docs) == 1 and docs[0][-1][1]["__qualname__"] == "ProtocolDAGResult"
+    failures = user_client.get_network_failures(s["net"], visualize=False)
+    assert sum(len(v) for v in failures.values()) == 2
+
+    # Second failure of task_a: the pattern's allowance (1) is used up.
+    again = compute_client.claim_tasks(s["service"], count=1, scopes=[s["scope"]])
+    assert again == [task_a]
+    out = run_task(compute_client, s["service"], task_a, ok=False, traceback=tb)
+    assert out["status"] == "error"
+
+
+def test_denied_after_too_many_failures(user_client, compute_client):
+    scope = f"org1-deny-p{uuid.uuid4().hex[:8]}"
+    net, _, tfs = submit_toy(user_client, scope, n=1)
+    tasks = user_client.create_tasks(tfs[0], count=6)
+    user_client.action_tasks(tasks, net)
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    compute_client.register(service)
+    for _ in range(4):  # max_failures = 3: the fourth failure tips it over
+        task = compute_client.claim_tasks(service, scopes=[scope])[0]
+        run_task(compute_client, service, task, ok=False)
+    assert compute_client.claim_tasks(service, scopes=[scope]) is None
+    compute_client.deregister(service)
+
+
+def test_claim_filters(user_client, compute_client):
+    scope = f"org1-filter-p{uuid.uuid4().hex[:8]}"
+    net, _, tfs = submit_toy(user_client, scope, n=2, protocols=("ProtoA", "ProtoB"))
+    tasks = [user_client.create_tasks(tf)[0] for tf in tfs]
+    user_client.action_tasks(tasks, net)
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    compute_client.register(service)
+    assert compute_client.claim_tasks(service, scopes=["org9-*-*"]) == [None]
+    got = compute_client.claim_tasks(service, count=2, scopes=[scope], protocols=["ProtoB"])
+    assert got[1] is None
+    assert compute_client.get_task_inputs(got[0])["protocol"] == "ProtoB"
+    with pytest.raises(ValidationError):
+        compute_client.claim_tasks(service, count=0)
+    with pytest.raises(ValidationError):
+        compute_client.claim_tasks(service, scopes=["bad scope"])
+    with pytest.raises(NotFoundError):
+        compute_client.claim_tasks("never-registered", scopes=[scope])
+    # Deregistering returns the running task to waiting.
+    compute_client.deregister(service)
+    assert user_client.get_tasks_status([got[0]]) == ["waiting"]
+
+
+def test_extends_result_and_streamed_uploads(user_client, compute_client, setup, tmp_path):
+    s = setup
+    first = [t for t in compute_client.claim_tasks(s["service"], count=2, scopes=[s["scope"]]) if t]
+    tf = compute_client.get_task_transformation(first[0])
+    pdr_key, chain, data = pdr_document(str(first[0]))
+    path = tmp_path / "result.json.zst"
+    path.write_bytes(data)
+    assert compute_client.push_result(first[0], s["service"], pdr_key, True, path)["status"] == "complete"
+    other_key, _, other = pdr_document(str(first[1]))
+    buf = io.BytesIO(b"junk" + other)
+    buf.seek(4)  # uploads start at the file's current position
+    assert compute_client.push_result(first[1], s["service"], other_key, True, buf)["status"] == "complete"
+
+    ext = user_client.create_tasks(tf, extends=first[0])[0]
+    user_client.action_tasks([ext], s["net"])
+    assert compute_client.claim_tasks(s["service"], scopes=[s["scope"]]) == [ext]
+    inputs = compute_client.get_task_inputs(ext)
+    assert inputs["extends"] == str(first[0])
+    assert inputs["extends_result"]["pdr_key"] == pdr_key
+    got = compute_client.get_extends_result(ext)
+    assert got == data and json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(got)) == chain
+
+
+def test_bad_uploads_are_4xx(user_client, compute_client, setup):
+    s = setup
+    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
+    pdr_key, _, data = pdr_document(str(task))
+    with pytest.raises(ValidationError, match="zstd"):
+        compute_client.push_result(task, s["service"], pdr_key, True, b'{"not": "zstd"}')
+    with pytest.raises(ValidationError, match="empty"):
+        compute_client.push_result(task, s["service"], pdr_key, True, b"")
+    with pytest.raises(ValidationError):  # a failed result must parse (its tracebacks are read)
+        compute_client.push_result(task, s["service"], pdr_key, False,
+                                   zstandard.ZstdCompressor().compress(b"not json"))
+    deep = zstandard.ZstdCompressor().compress(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(ValidationError):  # nested too deeply to parse
+        compute_client.push_result(task, s["service"], pdr_key, False, deep)
+    with pytest.raises(ValidationError):  # path traversal in the pdr key
+        compute_client.push_result(task, s["service"], "../../etc", True, data)
+    with pytest.raises(ConflictError):  # another service does not hold the claim
+        compute_client.push_result(task, "someone-else", pdr_key, True, data)
+    unknown = ScopedKey.from_str(f"Task-{'0' * 32}-{s['scope']}")
+    with pytest.raises(NotFoundError):
+        compute_client.push_result(unknown, s["service"], pdr_key, True, data)
+    with pytest.raises(NotFoundError):
+        compute_client.get_task_inputs(unknown)
+    # Still running and claimed: the good upload works afterwards.
+    assert compute_client.push_result(task, s["service"], pdr_key, True, data)["status"] == "complete"
+
+
+def test_real_result_document_round_trip(user_client, compute_client, setup):
+    """A real gufe ProtocolDAGResult (failed, with tracebacks) goes up and comes back unchanged."""
+    path = GUFE_FIXTURES / "gufe-generated_protocol_dag_result_failed.json"
+    if not path.is_file():
+        pytest.skip("fixture missing")
+    s = setup
+    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
+    text = path.read_text()
+    chain = json.loads(text)
+    data = zstandard.ZstdCompressor().compress(text.encode())
+    out = compute_client.push_result(task, s["service"], chain[-1][0], False, data)
+    assert out["status"] == "error"
+    refs = user_client.get_task_failures(task, return_as="refs")
+    expected_tbs = [d["traceback"] for _, d in chain if d.get("__qualname__") == "ProtocolUnitFailure"]
+    assert refs[0]["tracebacks"] == expected_tbs and expected_tbs
+    assert user_client.get_task_failures(task, visualize=False) == [chain]
+
+
+def test_protocol_result_is_gathered_by_the_runtime(user_client, compute_client, tmp_path):
+    """Real toy-runtime results go up; 'ProtocolResult' comes back gathered by that runtime."""
+    toy = pytest.importorskip("alchemiscale_local.runtimes.toy")
+    from alchemiscale_local.runtimes.base import ExecutionRequest
+
+    scope = f"org1-gather-p{uuid.uuid4().hex[:8]}"
+    chain = toy.build_toy_network(2, name=f"gather {scope}", settings={"duration_s": 0.0, "repeats": 1})
+    net = user_client.create_network(chain, scope, visualize=False)
+    tf = user_client.get_network_transformations(net)[0]
+    tasks = user_client.create_tasks(tf, count=2)
+    user_client.action_tasks(tasks, net)
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    compute_client.register(service)
+    runtime = toy.ToyRuntime()
+    claimed = [compute_client.claim_tasks(service, scopes=[scope])[0] for _ in tasks]
+    assert set(claimed) == set(tasks)
+    for task in tasks:
+        inputs = compute_client.get_task_inputs(task)
+        outcome = runtime.execute(ExecutionRequest(task_key=str(task), transformation=inputs["transformation"],
+                                                   extends=None, workdir=tmp_path / task.gufe_key))
+        assert outcome.ok
+        compute_client.push_result(task, service, outcome.pdr_key, True, outcome.result)
+    compute_client.deregister(service)
+
+    assert user_client.get_transformation_results(user_client.get_network_transformations(net)[1],
+                                                  visualize=False) is None
+    estimate = user_client.get_transformation_results(tf, visualize=False)
+    assert estimate["n_results"] == 2 and "estimate" in estimate and "units" in estimate
+    each = user_client.get_transformation_results(tf, return_as="ProtocolResults", visualize=False)
+    assert [e["n_results"] for e in each] == [1, 1]
+    by_tf = user_client.get_network_results(net, visualize=False)
+    assert by_tf[tf] == estimate
