@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,9 @@ class LocalDeployment:
         self.api_url: str | None = None
         self.credentials: dict[str, Any] | None = None
         self.started_at: float | None = None
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.api_restarts = 0
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> "LocalDeployment":
@@ -109,6 +113,8 @@ class LocalDeployment:
         try:
             say("starting Neo4j")
             conn = self.neo4j.start()
+            # Pin the port: a restarted Neo4j must come back where the API's driver looks.
+            self.settings.neo4j.port = int(conn.uri.rsplit(":", 1)[1])
             self.store = Neo4jStore.connect(conn.uri, conn.user, conn.password, conn.database)
             self.store.initialize()
             # Children inherit the resolved settings, Neo4j connection included, from a 0600 file.
@@ -124,6 +130,8 @@ class LocalDeployment:
                                     self.settings.credentials_file, on_change=self._write_state)
             self.pool.start()
             self._write_state()
+            self._watcher = threading.Thread(target=self._watch_api, name="api-supervisor", daemon=True)
+            self._watcher.start()
         except BaseException:
             self.stop()
             raise
@@ -147,6 +155,26 @@ class LocalDeployment:
         }
         write_private_json(self.settings.state_file, state)
 
+    def _watch_api(self) -> None:
+        """Restart the API on the same port if its process dies (services reconnect by URL)."""
+        while not self._watch_stop.wait(1.0):
+            record = self.api
+            if record is None or find(record) is not None:
+                continue
+            port = int(self.api_url.rsplit(":", 1)[1])
+            log.warning("the API process died; restarting it on port %d", port)
+            try:
+                self.api, _ = start_api(self.settings, self.settings_file, port=port)
+                self.api_restarts += 1
+                self._write_state()
+            except Exception as exc:  # e.g. the port is taken: try again next round
+                log.error("could not restart the API: %s", exc)
+
+    def restart_neo4j(self) -> None:
+        """Start Neo4j again on the same port (after a crash); the API reconnects by itself."""
+        self.neo4j.stop()
+        self.neo4j.start()
+
     # -- use ---------------------------------------------------------------------------
     def client(self, **kwargs: Any):
         """A user client for this deployment."""
@@ -163,6 +191,10 @@ class LocalDeployment:
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop compute services, the API and Neo4j, in that order; remove ephemeral dirs."""
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
         if self.pool is not None:
             self.pool.stop()
             self.pool = None

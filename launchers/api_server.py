@@ -27,12 +27,13 @@ def api_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def start_api(settings: Settings, settings_file: Path, *, timeout: float = 60.0) -> tuple[ProcessRecord, str]:
+def start_api(settings: Settings, settings_file: Path, *, port: int | None = None,
+              timeout: float = 60.0) -> tuple[ProcessRecord, str]:
     """Start the API process on settings.api.host and a free port (unless set); return (record, url).
 
     ``settings_file`` (0600) holds the resolved settings with ``neo4j.uri/user/password`` filled in.
     """
-    port = settings.api.port or free_port(settings.api.host)
+    port = port or settings.api.port or free_port(settings.api.host)
     log_path = settings.log_dir / settings.name / "api.log"
     argv = [sys.executable, "-m", "alchemiscale_local.launchers.api_server",
             "--settings-file", str(settings_file), "--port", str(port)]

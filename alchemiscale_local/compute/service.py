@@ -17,9 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alchemiscale_local.client.base import ClientError, ConflictError, NotFoundError, ServerUnavailable
+from alchemiscale_local.client.errors import ClientError, ConflictError, NotFoundError, ServerUnavailable
 from alchemiscale_local.client.compute import ComputeClient
-from alchemiscale_local.models import ComputeServiceRegistration
 from alchemiscale_local.runtimes.registry import available_runtimes
 from alchemiscale_local.runtimes.base import ExecutionOutcome
 from alchemiscale_local.settings import ComputeSettings
@@ -71,9 +70,8 @@ class ComputeService:
         signal.signal(signal.SIGINT, self.stop)
 
     def register(self) -> None:
-        reg = ComputeServiceRegistration(identifier=self.identifier, hostname=socket.gethostname(),
-                                         pid=os.getpid(), gpu=self.gpu, runtimes=available_runtimes())
-        self.client.register(reg)
+        self.client.register(self.identifier, hostname=socket.gethostname(), pid=os.getpid(), gpu=self.gpu,
+                             runtimes=available_runtimes())
         log.info("registered %s (CUDA_VISIBLE_DEVICES=%s)", self.identifier, self.gpu)
 
     def run(self) -> ServiceStats:
@@ -101,7 +99,11 @@ class ComputeService:
                 for task in tasks:
                     if self._stop.is_set():
                         break
-                    self._process(task)
+                    try:
+                        self._process(task)
+                    except ClientError as exc:
+                        # The claim stays with this service; expiry or deregistration frees it.
+                        log.error("task %s could not be handled: %s", task, exc)
         finally:
             self._stop.set()
             try:
@@ -128,7 +130,7 @@ class ComputeService:
         if claimed is None:
             log.warning("%s is denied claims for too many recent failures", self.identifier)
             return None
-        return [t for t in claimed if t]
+        return [str(t) for t in claimed if t]
 
     def _process(self, task: str) -> None:
         started = time.time()
