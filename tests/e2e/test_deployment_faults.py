@@ -1,0 +1,150 @@
+"""End to end with real processes: a LocalDeployment (jar Neo4j, API process, compute services).
+
+Faults are injected with SIGKILL; the ToyProtocol (a toy, not chemistry) provides tasks
+of a known length and a protocol that aborts its process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from alchemiscale_local.deployment import LocalDeployment
+from alchemiscale_local.launchers.processes import find
+from alchemiscale_local.runtimes.toy.network import build_toy_network
+
+pytestmark = pytest.mark.e2e
+
+TTL_S = 4.0
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def dep():
+    deployment = LocalDeployment(
+        ephemeral=True,
+        neo4j={"launcher": "jar"},
+        api={"service_ttl_s": TTL_S, "reaper_interval_s": 0.5},
+        compute={"gpus": "none", "cpu_services": 2, "heartbeat_interval_s": 0.5,
+                 "idle_backoff_s": 0.2, "idle_backoff_max_s": 1.0},
+    )
+    deployment.start()
+    yield deployment
+    deployment.stop()
+    for record in [deployment.api] if deployment.api else []:
+        assert find(record) is None
+
+
+@pytest.fixture(scope="module")
+def client(dep):
+    return dep.client()
+
+
+def submit(client, n: int, scope: str, **toy):
+    network = build_toy_network(n, name=f"e2e {scope}", settings=toy)
+    net = client.create_network(network, scope)
+    tfs = client.get_network_transformations(net)
+    tasks = client.create_transformations_tasks(tfs)
+    client.action_tasks(tasks, net)
+    return net, tfs, tasks
+
+
+def services(dep) -> list[dict]:
+    return dep.compute_services()
+
+
+def test_toy_network_runs_to_completion(dep, client):
+    net, tfs, tasks = submit(client, 4, "e2e-happy-path", duration_s=0.1)
+    counts = client.wait(net, timeout=120, visualize=False)
+    assert counts.get("complete") == 4 and counts.get("error", 0) == 0
+    estimate = client.get_transformation_results(tfs[0], visualize=False)
+    assert estimate["n_results"] == 1 and estimate["units"] == "kcal/mol"
+    # each service registered with the device it was given: CPU services see no GPU
+    regs = services(dep)
+    assert len(regs) == 2 and all(r["gpu"] in (None, "") for r in regs)
+
+
+def test_sigkill_service_mid_task_reruns_once(dep, client):
+    net, tfs, tasks = submit(client, 1, "e2e-kill-service", duration_s=6.0)
+    task = str(tasks[0])
+
+    def holder():
+        for svc in services(dep):
+            if task in svc["tasks"]:
+                return svc
+        return None
+
+    victim = wait_for(holder, 60, "a service to claim the task")
+    os.kill(victim["pid"], signal.SIGKILL)
+    # after the TTL the reaper returns the task to waiting; another service completes it
+    counts = client.wait(net, timeout=90, visualize=False)
+    assert counts == {"complete": 1}
+    refs = client.get_task_results(task, return_as="refs", visualize=False)
+    assert len(refs) == 1
+    assert refs[0]["creator"] != victim["identifier"]
+    # the supervisor restarted the killed service
+    wait_for(lambda: len(services(dep)) == 2, 60, "the pool to be back to two services")
+
+
+def test_protocol_abort_fails_task_not_service(dep, client):
+    before = {s["pid"] for s in services(dep)}
+    net, tfs, tasks = submit(client, 1, "e2e-faults-abort", abort=True)
+    counts = client.wait(net, timeout=90, visualize=False)
+    assert counts == {"error": 1}
+    failures = client.get_task_failures(str(tasks[0]), return_as="refs", visualize=False)
+    assert len(failures) == 1
+    assert any("SIGABRT" in tb for tb in failures[0]["tracebacks"])
+    assert {s["pid"] for s in services(dep)} == before
+
+
+def test_sigkill_api_services_carry_on(dep, client):
+    net, tfs, tasks = submit(client, 6, "e2e-kill-api", duration_s=1.0)
+    wait_for(lambda: any(s["tasks"] for s in services(dep)), 60, "a running task")
+    old = dep.api
+    psutil.Process(old.pid).kill()
+    wait_for(lambda: dep.api is not None and dep.api.pid != old.pid, 60, "the API to be restarted")
+    counts = client.wait(net, timeout=180, visualize=False)
+    assert counts == {"complete": 6}
+    for tf in tfs:
+        assert len(client.get_transformation_results(tf, return_as="refs", visualize=False)) == 1
+
+
+def test_sigkill_neo4j_gives_503_then_recovers(dep, client):
+    net, tfs, tasks = submit(client, 3, "e2e-kill-neo4j", duration_s=0.5)
+    user = dep.credentials["user"]
+    token = httpx.post(f"{dep.api_url}/token", json={"identifier": user["identifier"], "key": user["key"]},
+                       timeout=30).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    proc = psutil.Process(_neo4j_pid(dep))
+    proc.kill()
+    proc.wait(timeout=30)
+    for path in ("/check", f"/networks/{net}/status"):
+        r = httpx.get(f"{dep.api_url}{path}", headers=auth, timeout=60)
+        assert r.status_code == 503, (path, r.status_code, r.text)
+        assert "detail" in r.json()
+    dep.restart_neo4j()
+    assert httpx.get(f"{dep.api_url}/check", headers=auth, timeout=60).status_code == 200
+    counts = client.wait(net, timeout=180, visualize=False)
+    assert counts == {"complete": 3}
+
+
+def _neo4j_pid(dep) -> int:
+    from alchemiscale_local.launchers.neo4j.process import launchers_for_home
+
+    found = launchers_for_home(dep.settings.neo4j_home)
+    assert len(found) == 1, found
+    return found[0].pid
