@@ -10,6 +10,7 @@ started it was killed.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -132,6 +133,8 @@ class LocalDeployment:
             self._write_state()
             self._watcher = threading.Thread(target=self._watch_api, name="api-supervisor", daemon=True)
             self._watcher.start()
+            # A notebook kernel that exits without dep.stop() still takes its processes along.
+            atexit.register(self.stop)
         except BaseException:
             self.stop()
             raise
@@ -191,6 +194,7 @@ class LocalDeployment:
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop compute services, the API and Neo4j, in that order; remove ephemeral dirs."""
+        atexit.unregister(self.stop)
         self._watch_stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
