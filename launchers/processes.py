@@ -67,6 +67,12 @@ def stop(records: list[ProcessRecord], timeout: float = 30.0, *, children: bool 
             except psutil.Error:
                 pass
         procs.append(proc)
+    terminate(procs, timeout)
+
+
+def terminate(procs: list[psutil.Process], timeout: float = 30.0) -> None:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL whatever is left, and wait for it."""
+    procs = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)

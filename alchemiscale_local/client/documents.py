@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import zstandard
+# One implementation each, shared with the compute side; re-exported for the client modules.
+from alchemiscale_local.runtimes.base import protocol_of  # noqa: F401
+from alchemiscale_local.runtimes.pdr import decode_result  # noqa: F401
 
 from .errors import ResultIntegrityError, ValidationError
 
@@ -73,24 +75,3 @@ def verify_sha256(data: bytes, sha256: str | None, *, what: str = "result") -> N
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256.lower():
         raise ResultIntegrityError(None, f"{what}: sha256 {digest} does not match the recorded {sha256}")
-
-
-def decode_result(data: bytes) -> list:
-    """A result document's keyed chain from its zstd bytes (plain JSON accepted too)."""
-    try:
-        # decompressobj copes with frames that do not record their content size
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    except zstandard.ZstdError:
-        raw = data
-    return json.loads(raw)
-
-
-def protocol_of(transformation: list) -> tuple[str, str]:
-    """``(__module__, __qualname__)`` of the protocol the chain's root (last entry) references."""
-    entries = {k: d for k, d in transformation}
-    root = transformation[-1][1]
-    ref = root.get("protocol") if isinstance(root, dict) else None
-    key = ref.get(":gufe-key:") if isinstance(ref, dict) else None
-    if key not in entries:
-        raise ValueError("the transformation chain's root does not reference a protocol in the chain")
-    return entries[key]["__module__"], entries[key]["__qualname__"]

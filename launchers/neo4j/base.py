@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import abc
 import os
-import secrets
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# Shared helpers, re-exported here because the launchers import them from this module.
+from alchemiscale_local.secretfiles import private_dir, read_or_create_secret  # noqa: F401
+
+from ..processes import free_port  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from neo4j import Driver
@@ -101,13 +105,6 @@ class Neo4jLauncher(abc.ABC):
 # -- helpers shared by the launchers -------------------------------------------------
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 for the leaf; return it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
-
-
 def password_file(settings: "Settings") -> Path:
     """The 0600 file that keeps this deployment's generated Neo4j password."""
     return settings.secrets_dir / PASSWORD_FILE_NAME
@@ -115,27 +112,7 @@ def password_file(settings: "Settings") -> Path:
 
 def load_or_create_password(settings: "Settings") -> str:
     """Read the deployment's Neo4j password, generating it (0600 file, 0700 dir) on first use."""
-    path = password_file(settings)
-    if path.exists():
-        value = path.read_text().strip()
-        if value:
-            os.chmod(path, 0o600)
-            return value
-    private_dir(path.parent)
-    value = secrets.token_urlsafe(24)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    os.replace(tmp, path)
-    return value
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return read_or_create_secret(password_file(settings), 24)
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from ..processes import terminate  # noqa: F401  (the launchers call it from here)
 
 LAUNCHER_MAIN = "Launcher.java"
 LAUNCHER_MAIN_CLASS = "Launcher"
@@ -82,24 +83,6 @@ def launchers_for_home(home: Path) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
-
-
-def terminate(procs: list[psutil.Process], timeout: float = 60.0) -> None:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL whatever is left, and wait for it."""
-    procs = [p for p in procs if _alive(p)]
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    alive = [p for p in alive if _alive(p)]
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=15)
 
 
 # -- log diagnosis -----------------------------------------------------------------
