@@ -84,7 +84,7 @@ class APISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free one")
     jwt_secret: SecretStr | None = Field(None, description="generated and kept in a 0600 file if unset")
-    token_ttl_s: int = Field(3600, ge=10)
+    token_ttl_s: int = Field(900, ge=10)
     max_body_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     reaper_interval_s: float = Field(5.0, gt=0)
     service_ttl_s: float = Field(30.0, gt=0, description="a compute service silent this long is expired")

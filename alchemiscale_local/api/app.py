@@ -17,7 +17,7 @@ from alchemiscale_local.secretfiles import read_or_create_secret
 from alchemiscale_local.settings import Settings
 
 from . import routes_base, routes_compute, routes_networks, routes_results, routes_tasks
-from .auth import TokenIssuer
+from .auth import IdentityGate, TokenIssuer
 from .auth import router as auth_router
 from .errors import install_error_handlers
 from .middleware import BodyMiddleware
@@ -78,6 +78,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.tokens = TokenIssuer(jwt_secret(settings), settings.api.token_ttl_s)
+    app.state.identity_gate = IdentityGate()
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
     app.add_middleware(BodyMiddleware, max_body_bytes=settings.api.max_body_bytes)

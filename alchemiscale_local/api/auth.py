@@ -8,8 +8,10 @@ tokens and compute routes only compute tokens (403 otherwise).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from alchemiscale_local.backends.statestore import NotFound
 from alchemiscale_local.models import IdentityKind, InvalidIdentifier, Scope, ScopedKey
 
 ALGORITHM = "HS256"
@@ -84,14 +87,55 @@ class TokenIssuer:
         return TokenData(identifier=claims["sub"], kind=claims.get("kind", ""), scopes=scopes)
 
 
+class IdentityGate:
+    """Refuses tokens of identities removed, disabled or expired after the token was issued.
+
+    Each identity is looked up at most once per ``recheck_s``, so a revoked identity stops
+    working within seconds while a busy client costs about one Neo4j read per interval.
+    """
+
+    def __init__(self, recheck_s: float = 5.0) -> None:
+        self.recheck_s = recheck_s
+        self._checked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, store: Any, identifier: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked.get(identifier, float("-inf")) < self.recheck_s:
+                return
+        try:
+            ident = store.get_identity(identifier)
+        except NotFound:
+            ident = None
+        refused = (
+            ident is None
+            or ident.get("disabled")
+            or (ident.get("expires") is not None and ident["expires"] < time.time())
+        )
+        if refused:
+            with self._lock:
+                self._checked.pop(identifier, None)
+            raise HTTPException(401, f"identity {identifier} was removed, disabled or has expired",
+                                headers={"WWW-Authenticate": "Bearer"})
+        with self._lock:
+            self._checked[identifier] = now
+
+
+def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None) -> TokenData:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "not authenticated: send 'Authorization: Bearer <token>' (POST /token first)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    data = request.app.state.tokens.verify(credentials.credentials)
+    request.app.state.identity_gate.check(request.app.state.store, data.identifier)
+    return data
+
+
 def _token_of_kind(kind: str):
     def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> TokenData:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(401, "not authenticated: send 'Authorization: Bearer <token>' (POST /token first)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        data = request.app.state.tokens.verify(credentials.credentials)
+        data = _verified(request, credentials)
         if data.kind != kind:
             raise HTTPException(403, f"a {data.kind} identity cannot use {kind} routes")
         return data
@@ -106,9 +150,7 @@ compute_token = _token_of_kind(IdentityKind.compute.value)
 def any_token(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> TokenData:
-    if credentials is None:
-        raise HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
-    return request.app.state.tokens.verify(credentials.credentials)
+    return _verified(request, credentials)
 
 
 router = APIRouter(tags=["auth"])

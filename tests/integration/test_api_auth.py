@@ -191,3 +191,23 @@ def test_limited_compute_identity_claims_only_in_scope(api_server, user_client):
     assert claimed and all(t.org == "org1" for t in claimed)
     assert compute.claim_tasks("svc-org1", scopes=["org2-*-*"]) == [None]
     compute.deregister("svc-org1")
+
+
+def test_token_of_disabled_or_removed_identity_stops_working(api_server):
+    store = api_server.store
+    key = store.add_identity("short-lived", "user", scopes=["*-*-*"], replace=True)
+    token = httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api_server.url}/networks", headers=auth).status_code == 200
+    store.set_identity_disabled("short-lived", True)
+    gate = api_server.app.state.identity_gate
+    time.sleep(gate.recheck_s + 0.2)
+    resp = httpx.get(f"{api_server.url}/networks", headers=auth)
+    assert resp.status_code == 401 and "disabled" in resp.json()["detail"]
+    store.set_identity_disabled("short-lived", False)
+    assert httpx.get(f"{api_server.url}/networks", headers=auth).status_code == 200
+    store.remove_identity("short-lived")
+    time.sleep(gate.recheck_s + 0.2)
+    assert httpx.get(f"{api_server.url}/networks", headers=auth).status_code == 401
+    # a fresh token for it cannot be had either
+    assert httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).status_code == 401
