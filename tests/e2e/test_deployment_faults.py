@@ -100,6 +100,22 @@ def test_sigkill_service_mid_task_reruns_once(dep, client):
     wait_for(lambda: len(services(dep)) == 2, 60, "the pool to be back to two services")
 
 
+def test_sigterm_abandons_task_and_deregisters(dep, client):
+    net, tfs, tasks = submit(client, 1, "e2e-term-service", duration_s=8.0)
+    task = str(tasks[0])
+    victim = wait_for(lambda: next((s for s in services(dep) if task in s["tasks"]), None), 60,
+                      "a service to claim the task")
+    started = time.monotonic()
+    os.kill(victim["pid"], signal.SIGTERM)
+    # deregistration hands the task back at once: no TTL wait
+    wait_for(lambda: victim["identifier"] not in {s["identifier"] for s in services(dep)}, 15,
+             "the service to deregister")
+    assert time.monotonic() - started < TTL_S + 5
+    counts = client.wait(net, timeout=120, visualize=False)
+    assert counts == {"complete": 1}
+    assert len(client.get_task_results(task, return_as="refs", visualize=False)) == 1
+
+
 def test_protocol_abort_fails_task_not_service(dep, client):
     before = {s["pid"] for s in services(dep)}
     net, tfs, tasks = submit(client, 1, "e2e-faults-abort", abort=True)
