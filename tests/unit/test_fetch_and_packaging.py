@@ -78,6 +78,9 @@ def test_wheel_contains_launchers_and_imports(tmp_path: Path) -> None:
         "alchemiscale_local/launchers/neo4j/jar.py",
         "alchemiscale_local/backends/__init__.py",
         "alchemiscale_local/cli/__init__.py",
+        "alchemiscale_local/backends/statestore/__init__.py",
+        "alchemiscale_local/backends/objectstore/__init__.py",
+        "alchemiscale_local/runtimes/toy/data/components.json.gz",
     ):
         assert required in names, required
     unpacked = tmp_path / "unpacked"
@@ -89,6 +92,8 @@ def test_wheel_contains_launchers_and_imports(tmp_path: Path) -> None:
         f"assert str(POM).startswith({str(unpacked)!r}), POM\n"
         "assert POM.is_file() and LAUNCHER_SOURCE.is_file()\n"
         "print(n.get_launcher.__module__)\n"
+        "from alchemiscale_local.runtimes.toy.network import build_toy_network\n"
+        "assert len(build_toy_network(4)) > 4\n"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
