@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -30,8 +32,9 @@ def _chain_response(store: Neo4jStore, token: TokenData, key: str) -> Response:
     return Response(store.get_keyed_chain_json(str(sk)), media_type=JSON)
 
 
-def _query_scopes(token: TokenData, org: str | None, campaign: str | None, project: str | None,
-                  scope: str | None) -> list[Scope]:
+def visible_scopes(token: TokenData = Depends(user_token), scope: str | None = None, org: str | None = None,
+                   campaign: str | None = None, project: str | None = None) -> list[Scope]:
+    """The requested scope (``scope`` or its parts), cut down to what the token may see."""
     if scope:
         requested = parse_scope_param(scope)
     else:
@@ -40,6 +43,14 @@ def _query_scopes(token: TokenData, org: str | None, campaign: str | None, proje
         except (InvalidIdentifier, ValueError) as exc:
             raise HTTPException(400, str(exc)) from None
     return token.visible(requested)
+
+
+def _union(scopes: list[Scope], query: Callable[[Scope], list[str]]) -> list[str]:
+    """One query per visible scope, merged."""
+    out: set[str] = set()
+    for sc in scopes:
+        out.update(query(sc))
+    return sorted(out)
 
 
 # -- networks -------------------------------------------------------------------------
@@ -62,13 +73,9 @@ async def create_network(request: Request, token: TokenData = Depends(user_token
 
 
 @router.get("/networks", summary="Query networks by name regex, scope and state")
-def query_networks(token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store),
-                   name: str | None = None, state: str | None = "active", scope: str | None = None,
-                   org: str | None = None, campaign: str | None = None, project: str | None = None) -> list[str]:
-    out: set[str] = set()
-    for sc in _query_scopes(token, org, campaign, project, scope):
-        out.update(store.query_networks(name=name, scope=sc, state=state or None))
-    return sorted(out)
+def query_networks(scopes: list[Scope] = Depends(visible_scopes), store: Neo4jStore = Depends(get_store),
+                   name: str | None = None, state: str | None = "active") -> list[str]:
+    return _union(scopes, lambda sc: store.query_networks(name=name, scope=sc, state=state or None))
 
 
 @router.get("/networks/{network}", summary="A network as a keyed chain")
@@ -159,13 +166,9 @@ def get_restart_patterns(body: NetworksBody, token: TokenData = Depends(user_tok
 
 # -- transformations and chemical systems --------------------------------------------------
 @router.get("/transformations")
-def query_transformations(token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store),
-                          name: str | None = None, scope: str | None = None, org: str | None = None,
-                          campaign: str | None = None, project: str | None = None) -> list[str]:
-    out: set[str] = set()
-    for sc in _query_scopes(token, org, campaign, project, scope):
-        out.update(store.query_transformations(name=name, scope=sc))
-    return sorted(out)
+def query_transformations(scopes: list[Scope] = Depends(visible_scopes), store: Neo4jStore = Depends(get_store),
+                          name: str | None = None) -> list[str]:
+    return _union(scopes, lambda sc: store.query_transformations(name=name, scope=sc))
 
 
 @router.get("/transformations/{transformation}", summary="A transformation as a keyed chain")
@@ -187,13 +190,9 @@ def transformation_chemicalsystems(transformation: str, token: TokenData = Depen
 
 
 @router.get("/chemicalsystems")
-def query_chemicalsystems(token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store),
-                          name: str | None = None, scope: str | None = None, org: str | None = None,
-                          campaign: str | None = None, project: str | None = None) -> list[str]:
-    out: set[str] = set()
-    for sc in _query_scopes(token, org, campaign, project, scope):
-        out.update(store.query_chemicalsystems(name=name, scope=sc))
-    return sorted(out)
+def query_chemicalsystems(scopes: list[Scope] = Depends(visible_scopes), store: Neo4jStore = Depends(get_store),
+                          name: str | None = None) -> list[str]:
+    return _union(scopes, lambda sc: store.query_chemicalsystems(name=name, scope=sc))
 
 
 @router.get("/chemicalsystems/{chemicalsystem}", summary="A chemical system as a keyed chain")
