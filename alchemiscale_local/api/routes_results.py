@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import StreamingResponse
 
 from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
+from alchemiscale_local.models import InvalidIdentifier, Scope
 
 from .auth import TokenData, user_token
 from .deps import get_objects, get_store
+from .schemas import BulkResultsBody, LocationsBody
 
 router = APIRouter(dependencies=[Depends(user_token)])
 
@@ -73,3 +77,43 @@ def result_bytes(transformation: str, pdr_key: str, token: TokenData = Depends(u
 def failure_bytes(transformation: str, pdr_key: str, token: TokenData = Depends(user_token),
                   store: Neo4jStore = Depends(get_store), objects: ObjectStore = Depends(get_objects)):
     return _stream_result("failures", transformation, pdr_key, token, store, objects)
+
+
+BUNDLE = "application/x-alchemiscale-local-bundle"
+
+
+@router.post("/bulk/transformations/results", summary="Result references of many transformations at once")
+def bulk_results(body: BulkResultsBody, token: TokenData = Depends(user_token),
+                 store: Neo4jStore = Depends(get_store)) -> dict[str, list[dict]]:
+    return store.get_results_refs([str(token.require_key(t)) for t in body.transformations], ok=body.ok)
+
+
+def _location_scope(location: str) -> Scope:
+    parts = location.split("/")
+    try:
+        if len(parts) < 4 or parts[0] != "protocoldagresult":
+            raise ValueError(f"{location!r} is not a result location")
+        return Scope(org=parts[1], campaign=parts[2], project=parts[3])
+    except (InvalidIdentifier, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.post("/bulk/results/download",
+             summary="Many results in one response: a JSON header line, then the objects' bytes in order")
+def bulk_download(body: LocationsBody, token: TokenData = Depends(user_token),
+                  store: Neo4jStore = Depends(get_store), objects: ObjectStore = Depends(get_objects)):
+    for location in body.locations:
+        token.require(_location_scope(location))
+    known = store.get_result_refs_at(body.locations)
+    missing = [loc for loc in body.locations if loc not in known]
+    if missing:
+        raise HTTPException(404, f"no result at {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    header = [{"location": loc, **known[loc]} for loc in body.locations]
+
+    def chunks():
+        yield json.dumps(header).encode() + b"\n"
+        for entry in header:
+            # each object is verified against its recorded sha256 as it is read
+            yield objects.get_result(entry["location"], entry["sha256"])
+
+    return StreamingResponse(chunks(), media_type=BUNDLE)

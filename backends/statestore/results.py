@@ -112,6 +112,32 @@ class ResultsMixin(StoreBase):
         self._require_nodes("Task", [key])
         return self._refs("MATCH (t:Task {_scoped_key: $k})-[:RESULTS_IN]->(r)", key, ok)
 
+    def get_results_refs(self, transformations: list[str], *, ok: bool | None = True) -> dict[str, list[dict[str, Any]]]:
+        """Result references of many transformations in one query: ``{transformation: [ref, ...]}``."""
+        keys = [str(parse_sk(t, qualname=TRANSFORMATION_QUALNAMES)) for t in transformations]
+        rows = self._read(
+            "UNWIND $keys AS k MATCH (t:Task {transformation: k})-[:RESULTS_IN]->(r) "
+            "WHERE $ok IS NULL OR r.ok = $ok "
+            "RETURN k, r.location AS location, r.size AS size, r.sha256 AS sha256, r.ok AS ok, "
+            "r.creator AS creator, r.created_at AS created_at, r.pdr_key AS pdr_key, "
+            "r.tracebacks AS tracebacks, t._scoped_key AS task ORDER BY r.created_at",
+            keys=keys,
+            ok=ok,
+        )
+        out: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+        for r in rows:
+            out[r.pop("k")].append(r)
+        return out
+
+    def get_result_refs_at(self, locations: list[str]) -> dict[str, dict[str, Any]]:
+        """``{location: {size, sha256}}`` for the locations the store has a reference for."""
+        rows = self._read(
+            "UNWIND $locs AS l MATCH (r:ProtocolDAGResultRef {location: l}) "
+            "RETURN l, r.size AS size, r.sha256 AS sha256",
+            locs=list(dict.fromkeys(locations)),
+        )
+        return {r["l"]: {"size": r["size"], "sha256": r["sha256"]} for r in rows}
+
     def get_result_ref(self, location: str) -> dict[str, Any]:
         rows = self._read(
             "MATCH (t:Task)-[:RESULTS_IN]->(r:ProtocolDAGResultRef {location: $loc}) "

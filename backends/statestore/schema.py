@@ -14,6 +14,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT compute_service_id IF NOT EXISTS FOR (n:ComputeServiceRegistration) REQUIRE n.identifier IS UNIQUE",
     "CREATE CONSTRAINT identity_id IF NOT EXISTS FOR (n:CredentialedIdentity) REQUIRE n.identifier IS UNIQUE",
     "CREATE INDEX task_status IF NOT EXISTS FOR (n:Task) ON (n.status)",
+    "CREATE INDEX task_transformation IF NOT EXISTS FOR (n:Task) ON (n.transformation)",
     "CREATE INDEX task_scope IF NOT EXISTS FOR (n:Task) ON (n._org, n._campaign, n._project)",
     "CREATE INDEX gufe_scope IF NOT EXISTS FOR (n:GufeTokenizable) ON (n._org, n._campaign, n._project)",
     "CREATE INDEX gufe_qualname IF NOT EXISTS FOR (n:GufeTokenizable) ON (n._qualname)",

@@ -267,3 +267,35 @@ def test_protocol_result_is_gathered_by_the_runtime(user_client, compute_client,
     assert [e["n_results"] for e in each] == [1, 1]
     by_tf = user_client.get_network_results(net, visualize=False)
     assert by_tf[tf] == estimate
+    docs = user_client.get_network_results(net, return_as="ProtocolDAGResults", visualize=False)
+    assert len(docs[tf]) == 2 and all(d[-1][1]["__qualname__"] == "ProtocolDAGResult" for d in docs[tf])
+    refs = user_client.get_network_results(net, return_as="refs", visualize=False)
+    assert sorted(r["task"] for r in refs[tf]) == sorted(str(t) for t in tasks)
+    assert user_client.get_network_failures(net, return_as="refs", visualize=False)[tf] == []
+
+
+def test_bulk_result_routes_check_scope_and_existence(api_server, user_client, compute_client, setup):
+    net, tfs, tasks = setup["net"], setup["tfs"], setup["tasks"]
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    compute_client.register(service)
+    task = compute_client.claim_tasks(service, scopes=[str(ScopedKey.from_str(str(net)).scope)])[0]
+    run_task(compute_client, service, task)
+    tf = str(compute_client.get_task_transformation(task))
+    refs = httpx.post(f"{api_server.url}/bulk/transformations/results", headers=api_server.headers("user"),
+                      json={"transformations": [tf]}).json()[tf]
+    location = refs[0]["location"]
+    ok = httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
+                    json={"locations": [location]})
+    header, _, body = ok.content.partition(b"\n")
+    assert json.loads(header)[0]["sha256"] == hashlib.sha256(body).hexdigest() == refs[0]["sha256"]
+    missing = location.replace("/obj.json.zst", "x/obj.json.zst")
+    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
+                      json={"locations": [missing]}).status_code == 404
+    # the limited identity sees org1 only: a location in another org is refused before any lookup
+    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("limited"),
+                      json={"locations": [location]}).status_code == 200
+    elsewhere = "/".join(["protocoldagresult", "org2", *location.split("/")[2:]])
+    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("limited"),
+                      json={"locations": [elsewhere]}).status_code == 403
+    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
+                      json={"locations": ["../etc/passwd"]}).status_code == 400
