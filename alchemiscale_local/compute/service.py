@@ -170,6 +170,7 @@ class ComputeService:
                 log.warning("API unavailable while pushing %s; retrying: %s", task, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        log.info("pushed %s", task)
         self.stats.last_result_at = time.time()
         if outcome.ok:
             self.stats.completed += 1
