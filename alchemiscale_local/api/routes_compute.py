@@ -142,8 +142,7 @@ async def push_result(task: str, request: Request, compute_service_id: str, pdr_
                       objects: ObjectStore = Depends(get_objects)) -> dict:
     sk = token.require_key(task)
     # Refuse before storing anything when the claim is gone (e.g. the service expired).
-    await run_in_threadpool(store.assert_claim, compute_service_id, str(sk))
-    tf = (await run_in_threadpool(store.get_task_transformation, str(sk)))[0]
+    tf = await run_in_threadpool(store.assert_claim, compute_service_id, str(sk))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         first = True
         async for chunk in request.stream():
