@@ -208,7 +208,7 @@ def _detach(settings: Settings) -> None:
                 console.print(f"deployment {settings.name!r} is up: API {state['api_url']} "
                               f"(pid {proc.pid}; `alchemiscale-local status`, `alchemiscale-local down`)")
                 return
-            time.sleep(0.5)
+            time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     raise fail(f"the deployment did not become ready in time; see {log_path}")
 

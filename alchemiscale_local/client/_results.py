@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any, Literal
 
 from alchemiscale_local.keyedchain import parse_chain
@@ -14,6 +15,8 @@ from .documents import decode_result, from_keyed_chain, gufe_available, protocol
 from .errors import ResultIntegrityError
 
 SK = ScopedKey | str
+#: parsed network chains kept by a client (a 2,000-transformation network is a few MB)
+NETWORK_CACHE_SIZE = 8
 ResultFormat = Literal["ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"]
 FailureFormat = Literal["ProtocolDAGResults", "refs"]
 
@@ -134,7 +137,7 @@ class ResultsMixin(BaseClient):
             return {ScopedKey.from_str(tf): [from_keyed_chain(decode_result(d), self._as_gufe) for d in per_tf[tf]]
                     for tf in tfs}
         # Gather each transformation from its subchain of the network (one download, not one per edge).
-        chain = parse_chain(self._request("GET", f"/networks/{seg(net)}").text)
+        chain = self._network_chain(net)
         out: dict[ScopedKey, Any] = {}
         for tf in tfs:
             sub = [list(e) for e in chain.subchain(tf.rsplit("-", 3)[0])]
@@ -143,6 +146,18 @@ class ResultsMixin(BaseClient):
             else:
                 out[ScopedKey.from_str(tf)] = gather_results(sub, per_tf[tf]) if per_tf[tf] else None
         return out
+
+    def _network_chain(self, network: str) -> Any:
+        """The network's parsed keyed chain, cached: a ScopedKey names immutable content."""
+        cache: OrderedDict[str, Any] = self.__dict__.setdefault("_chain_cache", OrderedDict())
+        if network in cache:
+            cache.move_to_end(network)
+            return cache[network]
+        chain = parse_chain(self._request("GET", f"/networks/{seg(network)}").text)
+        cache[network] = chain
+        while len(cache) > NETWORK_CACHE_SIZE:
+            cache.popitem(last=False)
+        return chain
 
     def get_network_results(self, network: SK, return_as: ResultFormat = "ProtocolResult",
                             *, visualize: bool = True) -> dict[ScopedKey, Any]:
