@@ -17,36 +17,15 @@ from typing import Any
 
 from neo4j import Driver, ManagedTransaction
 
+from alchemiscale_local.keyedchain import references
+
 BATCH_ROWS = 5000
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_REF = ":gufe-key:"
 
 
 def _batched(rows: Sequence[Any], size: int = BATCH_ROWS) -> Iterator[list[Any]]:
     for start in range(0, len(rows), size):
         yield list(rows[start : start + size])
-
-
-def _refs(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    """``(path, key)`` of every ``{":gufe-key:": key}`` in a keyed dict, in document order."""
-    out: list[tuple[tuple[Any, ...], str]] = []
-
-    def walk(obj: Any, path: tuple[Any, ...]) -> None:
-        if isinstance(obj, dict):
-            if isinstance(obj.get(_REF), str):
-                out.append((path, obj[_REF]))
-                return
-            for k, v in obj.items():
-                if isinstance(v, (dict, list)):
-                    walk(v, path + (k,))
-        elif isinstance(obj, list):
-            for n, v in enumerate(obj):
-                if isinstance(v, (dict, list)):
-                    walk(v, path + (n,))
-
-    for name, value in doc.items():
-        walk(value, (name,))
-    return out
 
 
 def chain_rows(chain: list, scope: str) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -62,7 +41,7 @@ def chain_rows(chain: list, scope: str) -> tuple[dict[str, list[dict]], list[dic
         if isinstance(doc.get("name"), str):
             props["name"] = doc["name"]
         nodes.setdefault(doc["__qualname__"], []).append(props)
-        for path, ref in _refs(doc):
+        for path, ref in references(doc):  # the same walk the store uses; no validation
             rel = {"attribute": str(path[0]), "path": json.dumps(list(path))}
             if len(path) > 1 and isinstance(path[1], int):
                 rel["index"] = path[1]
