@@ -60,7 +60,10 @@ def claim(body: ClaimBody, token: TokenData = Depends(compute_token), store: Neo
     scopes = []
     for text in body.scopes:
         scopes.extend(token.visible(parse_scope_param(text)))
-    claimed = store.claim_tasks(body.compute_service_id, body.count, list(dict.fromkeys(scopes)), body.protocols)
+    # Services claim only when idle, so tasks they still hold are re-delivered: a claim whose
+    # response was lost (API killed mid-request) is not stranded under a live service.
+    claimed = store.claim_tasks(body.compute_service_id, body.count, list(dict.fromkeys(scopes)),
+                                body.protocols, include_held=True)
     return claimed + [None] * (body.count - len(claimed))
 
 

@@ -184,10 +184,14 @@ class ComputeMixin(StoreBase):
         count: int = 1,
         scopes: Sequence[str | Scope] = ("*-*-*",),
         protocols: Sequence[str] | None = None,
+        *,
+        include_held: bool = False,
     ) -> list[str]:
         """Claim up to ``count`` waiting tasks in ``scopes`` for a registered service.
 
-        Usually two round trips: candidates of every hub in scope, then the claim itself.
+        Usually two round trips: candidates of every hub in scope, and the claim itself.
+        With ``include_held``, running tasks the service already holds come first, which
+        makes a retried claim idempotent for services that claim only when idle.
         """
         if not isinstance(count, int) or count < 1 or count > 1000:
             raise InvalidInput("count must be an integer between 1 and 1000")
@@ -197,8 +201,10 @@ class ComputeMixin(StoreBase):
         scope_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in parsed]
         protos = list(protocols) if protocols else None
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
-        claimed: list[str] = []
+        claimed: list[str] = self._held(identifier, count) if include_held else []
         for _round in range(8):  # a new read only when concurrent claimers took every candidate
+            if len(claimed) >= count:
+                break
             hubs = {r["hub"]: (r["weight"], r["candidates"])
                     for r in self._read(_CANDIDATES, scopes=scope_rows, protocols=protos, limit=limit)}
             if not hubs:
@@ -224,6 +230,20 @@ class ComputeMixin(StoreBase):
         if not claimed:
             self._require_service(identifier)  # an expired service learns it must register again
         return claimed
+
+    def _held(self, identifier: str, count: int) -> list[str]:
+        # For a service that claims only when it runs nothing, a task it still holds is one whose
+        # claim response was lost (e.g. the API died mid-request): hand it over again rather
+        # than leave it running forever under a live, heartbeating service.
+        return [
+            r["k"]
+            for r in self._read(
+                "MATCH (:ComputeServiceRegistration {identifier: $id})-[:CLAIMS]->(t:Task {status: 'running'}) "
+                "RETURN t._scoped_key AS k ORDER BY k LIMIT $n",
+                id=identifier,
+                n=count,
+            )
+        ]
 
     def _claim_keys(self, identifier: str, keys: list[str]) -> list[str]:
         if not keys:

@@ -133,7 +133,11 @@ def test_sigkill_api_services_carry_on(dep, client):
     old = dep.api
     psutil.Process(old.pid).kill()
     wait_for(lambda: dep.api is not None and dep.api.pid != old.pid, 60, "the API to be restarted")
-    counts = client.wait(net, timeout=180, visualize=False)
+    try:
+        counts = client.wait(net, timeout=120, visualize=False)
+    except TimeoutError:
+        _dump_logs(dep, client, tasks)
+        raise
     assert counts == {"complete": 6}
     for tf in tfs:
         assert len(client.get_transformation_results(tf, return_as="refs", visualize=False)) == 1
@@ -164,3 +168,11 @@ def _neo4j_pid(dep) -> int:
     found = launchers_for_home(dep.settings.neo4j_home)
     assert len(found) == 1, found
     return found[0].pid
+
+
+def _dump_logs(dep, client, tasks) -> None:
+    """On a failure, show where each task is and what the services logged."""
+    print("task status:", dict(zip(map(str, tasks), client.get_tasks_status(tasks))))
+    print("services:", services(dep))
+    for path in sorted((dep.settings.log_dir / dep.settings.name).glob("*.log")):
+        print(f"==== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-60:]))

@@ -277,3 +277,14 @@ def test_claim_and_complete_throughput(store, capsys, n_claimers):
             f"\n[statestore] claim+complete, {n_claimers} claimer(s): {n_tasks} tasks in {elapsed:.2f} s "
             f"= {n_tasks / elapsed:.0f} tasks/s"
         )
+
+
+def test_a_lost_claim_response_is_handed_over_again(store):
+    """If the claim's response never reached the service, its next claim returns the same task."""
+    tasks = _setup_hubs(store, 1, 3, salt="lostclaim")
+    svc = register(store, "svc-lost")
+    first = store.claim_tasks(svc, 1, [SCOPE], include_held=True)
+    assert len(first) == 1 and first[0] in tasks
+    # the service never saw `first` and asks again: it gets the same task, nothing new is claimed
+    assert store.claim_tasks(svc, 1, [SCOPE], include_held=True) == first
+    assert store.get_task_status(tasks).count("running") == 1
