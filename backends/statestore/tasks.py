@@ -129,15 +129,19 @@ class TasksMixin(StoreBase):
                 raise InvalidTransition(f"task {ext} is {row['status']} and cannot be extended")
 
     # -- status -------------------------------------------------------------------
-    def get_task_status(self, tasks: list[str]) -> list[str | None]:
+    def _task_values(self, tasks: list[str], prop: str) -> list[Any]:
+        """One property of each task, in input order; None for unknown tasks."""
+        if prop not in ("status", "priority"):  # a constant in the query text, never user data
+            raise ValueError(f"unsupported task property {prop!r}")
         keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
         got = {
-            r["k"]: r["s"]
-            for r in self._read(
-                "UNWIND $keys AS k MATCH (t:Task {_scoped_key: k}) RETURN k, t.status AS s", keys=keys
-            )
+            r["k"]: r["v"]
+            for r in self._read(f"UNWIND $keys AS k MATCH (t:Task {{_scoped_key: k}}) RETURN k, t.{prop} AS v", keys=keys)
         }
         return [got.get(k) for k in keys]
+
+    def get_task_status(self, tasks: list[str]) -> list[str | None]:
+        return self._task_values(tasks, "status")
 
     def set_task_status(self, tasks: list[str], status: str) -> list[str]:
         """User transition to waiting, invalid or deleted; all-or-nothing.
@@ -194,14 +198,7 @@ class TasksMixin(StoreBase):
         return [k if k in done else None for k in keys]
 
     def get_task_priority(self, tasks: list[str]) -> list[int | None]:
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
-        got = {
-            r["k"]: r["p"]
-            for r in self._read(
-                "UNWIND $keys AS k MATCH (t:Task {_scoped_key: k}) RETURN k, t.priority AS p", keys=keys
-            )
-        }
-        return [got.get(k) for k in keys]
+        return self._task_values(tasks, "priority")
 
     # -- actioning ------------------------------------------------------------------
     def action_tasks(
