@@ -70,7 +70,9 @@ def ensure_identities(store: Neo4jStore, settings: Settings, api_url: str) -> di
 class LocalDeployment:
     """Start and stop a whole deployment; the notebook entry point and what ``up`` uses."""
 
-    def __init__(self, settings: Settings | None = None, *, ephemeral: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, ephemeral: bool = False, **overrides: Any
+    ) -> None:
         self._tmp: Path | None = None
         if ephemeral:
             self._tmp = Path(tempfile.mkdtemp(prefix="alchemiscale-local-"))
@@ -91,7 +93,7 @@ class LocalDeployment:
         self.api_restarts = 0
 
     # -- context manager -------------------------------------------------------------
-    def __enter__(self) -> "LocalDeployment":
+    def __enter__(self) -> LocalDeployment:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -102,13 +104,14 @@ class LocalDeployment:
         return self.settings.secrets_dir / "deployment-settings.json"
 
     # -- start -------------------------------------------------------------------------
-    def start(self, progress: Progress | None = None) -> "LocalDeployment":
+    def start(self, progress: Progress | None = None) -> LocalDeployment:
         say = progress or (lambda msg: log.info(msg))
         existing = read_state(self.settings)
         if existing and _owner_alive(existing):
             raise DeploymentError(
                 f"deployment {self.settings.name!r} is already running (pid {existing.get('owner_pid')}); "
-                "run `alchemiscale-local down` first, or use another --name")
+                "run `alchemiscale-local down` first, or use another --name"
+            )
         self.started_at = time.time()
         private_dir(self.settings.secrets_dir)
         try:
@@ -120,15 +123,23 @@ class LocalDeployment:
             self.store.initialize()
             # Children inherit the resolved settings, Neo4j connection included, from a 0600 file.
             child = masked_dump(self.settings, reveal=True)
-            child["neo4j"].update(uri=conn.uri, user=conn.user, password=conn.password, database=conn.database)
+            child["neo4j"].update(
+                uri=conn.uri, user=conn.user, password=conn.password, database=conn.database
+            )
             write_private_json(self.settings_file, child)
             say("starting the API")
             self.api, self.api_url = start_api(self.settings, self.settings_file)
             self.credentials = ensure_identities(self.store, self.settings, self.api_url)
             specs = plan_from_settings(self.settings.compute)
             say(f"starting {len(specs)} compute service(s)")
-            self.pool = ComputePool(specs, self.settings, self.settings_file, self.api_url,
-                                    self.settings.credentials_file, on_change=self._write_state)
+            self.pool = ComputePool(
+                specs,
+                self.settings,
+                self.settings_file,
+                self.api_url,
+                self.settings.credentials_file,
+                on_change=self._write_state,
+            )
             self.pool.start()
             self._write_state()
             self._watcher = threading.Thread(target=self._watch_api, name="api-supervisor", daemon=True)
@@ -151,8 +162,10 @@ class LocalDeployment:
             "neo4j": self.neo4j.describe(),
             "compute": [
                 {**r.to_dict(), "gpu": spec.gpu}
-                for r, spec in zip(self.pool.records(), self.pool.specs)
-            ] if self.pool else [],
+                for r, spec in zip(self.pool.records(), self.pool.specs, strict=False)
+            ]
+            if self.pool
+            else [],
             "settings_file": str(self.settings_file),
             "ephemeral_root": str(self._tmp) if self._tmp else None,
         }

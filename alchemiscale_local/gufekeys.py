@@ -249,11 +249,14 @@ def check_key(key: str, keyed_dict: dict) -> KeyCheck:
         stored = keyed_dict["_key"]
         if stored == key:
             return KeyCheck(
-                "unverifiable", stored, REASON_RANDOM_KEY,
+                "unverifiable",
+                stored,
+                REASON_RANDOM_KEY,
                 "a uuid4 key (ProtocolUnit-like class); it equals the entry's '_key'",
             )
-        return KeyCheck("mismatch", stored if isinstance(stored, str) else None, None,
-                        f"the entry's '_key' is {stored!r}")
+        return KeyCheck(
+            "mismatch", stored if isinstance(stored, str) else None, None, f"the entry's '_key' is {stored!r}"
+        )
     if qualname in RANDOM_KEY_CLASSES and _is_gufe_module(module):
         return KeyCheck("unverifiable", None, REASON_RANDOM_NO_KEY, "random-key class without '_key'")
     known = is_known_gufe_class(qualname, module)
@@ -269,12 +272,16 @@ def check_key(key: str, keyed_dict: dict) -> KeyCheck:
         if alt_key == key:
             return KeyCheck("verified", alt_key, None, "hashed with int dict keys")
         return KeyCheck(
-            "unverifiable", computed, REASON_INT_KEYS,
+            "unverifiable",
+            computed,
+            REASON_INT_KEYS,
             "holds dicts with int-like keys whose Python key type (int or str) is unknown",
         )
     if not known:
         return KeyCheck(
-            "unverifiable", computed, REASON_UNKNOWN_DEFAULTS,
+            "unverifiable",
+            computed,
+            REASON_UNKNOWN_DEFAULTS,
             f"{module}.{qualname} is not a gufe class in the defaults table; hashed with {{}} "
             "defaults it does not match (the class may override _defaults())",
         )

@@ -33,12 +33,35 @@ from typing import Any, Literal
 from .gufekeys import check_key, compute_key, gufe_ref, make_key, random_key
 
 __all__ = [
-    "BadReferenceError", "ChainLimits", "DanglingReferenceError", "DuplicateKeyError",
-    "ForwardReferenceError", "InvalidKeyError", "RefPath", "InvalidValueError", "KeyIssue", "KeyMismatchError",
-    "KeyedChain", "KeyedChainError", "LimitExceededError", "MalformedEntryError",
-    "NestedDocumentError", "NonFiniteNumberError", "NotAKeyedChainError", "RootError",
-    "TooDeepError", "TooLargeError", "TooManyEntriesError", "VerifyReport", "compute_key",
-    "gufe_ref", "make_key", "parse_chain", "random_key", "references", "verify_keys",
+    "BadReferenceError",
+    "ChainLimits",
+    "DanglingReferenceError",
+    "DuplicateKeyError",
+    "ForwardReferenceError",
+    "InvalidKeyError",
+    "RefPath",
+    "InvalidValueError",
+    "KeyIssue",
+    "KeyMismatchError",
+    "KeyedChain",
+    "KeyedChainError",
+    "LimitExceededError",
+    "MalformedEntryError",
+    "NestedDocumentError",
+    "NonFiniteNumberError",
+    "NotAKeyedChainError",
+    "RootError",
+    "TooDeepError",
+    "TooLargeError",
+    "TooManyEntriesError",
+    "VerifyReport",
+    "compute_key",
+    "gufe_ref",
+    "make_key",
+    "parse_chain",
+    "random_key",
+    "references",
+    "verify_keys",
 ]
 
 RefPath = tuple[str | int, ...]
@@ -52,8 +75,14 @@ _INF = float("inf")
 class KeyedChainError(ValueError):
     """Base of every keyed-chain error; ``index``/``key``/``path`` locate the problem when known."""
 
-    def __init__(self, message: str, *, index: int | None = None, key: str | None = None,
-                 path: RefRefPath | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        key: str | None = None,
+        path: RefPath | None = None,
+    ) -> None:
         super().__init__(message)
         self.index, self.key, self.path = index, key, path
 
@@ -135,7 +164,7 @@ def _fmt_path(path: RefPath) -> str:
     return out
 
 
-def _at(index: int, key: Any, path: RefRefPath = ()) -> str:
+def _at(index: int, key: Any, path: RefPath = ()) -> str:
     where = f"entry {index} ({key!r})" if key is not None else f"entry {index}"
     return f"{where} at {_fmt_path(path)}" if path else where
 
@@ -234,13 +263,19 @@ def _scan(d: dict, index: int, key: str, max_depth: int) -> list[tuple[RefPath, 
             if _REF in obj:
                 ref = obj[_REF]
                 if len(obj) != 1 or type(ref) is not str or not KEY_RE.match(ref):
-                    fail(BadReferenceError, f"malformed reference {obj!r}: "
-                         "expected exactly {\":gufe-key:\": \"<Qualname>-<token>\"}")
+                    fail(
+                        BadReferenceError,
+                        f"malformed reference {obj!r}: "
+                        'expected exactly {":gufe-key:": "<Qualname>-<token>"}',
+                    )
                 refs.append((tuple(stack), ref))
                 return
             if "__qualname__" in obj and "__module__" in obj:
-                fail(NestedDocumentError, f"inline gufe object {obj['__qualname__']!r}: a keyed chain "
-                     "references children as {\":gufe-key:\": key} (nested to_dict content is not allowed)")
+                fail(
+                    NestedDocumentError,
+                    f"inline gufe object {obj['__qualname__']!r}: a keyed chain "
+                    'references children as {":gufe-key:": key} (nested to_dict content is not allowed)',
+                )
             items = obj.items()
         elif t is list:
             if depth > max_depth:
@@ -320,8 +355,9 @@ class KeyedChain:
 
     __slots__ = ("entries", "_pos", "_refs", "_deps")
 
-    def __init__(self, entries: list[tuple[str, dict]], refs: list[list[tuple[RefPath, str]]],
-                 pos: dict[str, int]) -> None:
+    def __init__(
+        self, entries: list[tuple[str, dict]], refs: list[list[tuple[RefPath, str]]], pos: dict[str, int]
+    ) -> None:
         self.entries = entries
         self._refs = refs
         self._pos = pos
@@ -399,21 +435,26 @@ def _not_a_chain(data: Any) -> NotAKeyedChainError:
             return NestedDocumentError(
                 f"got a nested to_dict document ({data.get('__module__')}.{data['__qualname__']}, "
                 "children inline); the document must be a keyed chain: the output of gufe's "
-                "to_json() / to_keyed_chain(), a JSON array of [gufe_key, keyed_dict] pairs")
+                "to_json() / to_keyed_chain(), a JSON array of [gufe_key, keyed_dict] pairs"
+            )
         if "protocol_result" in data and "unit_results" in data:
             return NotAKeyedChainError(
                 "got an openfe quickrun result file ({estimate, uncertainty, protocol_result, "
-                "unit_results}); the document must be a keyed chain (gufe's to_json() output)")
+                "unit_results}); the document must be a keyed chain (gufe's to_json() output)"
+            )
         return NotAKeyedChainError(
             "got a JSON object; the document must be a keyed chain: a JSON array of "
-            "[gufe_key, keyed_dict] pairs (gufe's to_json() / to_keyed_chain() output)")
+            "[gufe_key, keyed_dict] pairs (gufe's to_json() / to_keyed_chain() output)"
+        )
     return NotAKeyedChainError(
         f"got {type(data).__name__}; the document must be a keyed chain: a JSON array of "
-        "[gufe_key, keyed_dict] pairs (gufe's to_json() / to_keyed_chain() output)")
+        "[gufe_key, keyed_dict] pairs (gufe's to_json() / to_keyed_chain() output)"
+    )
 
 
-def parse_chain(data: Any, *, limits: ChainLimits | None = None,
-                duplicates: Literal["reject", "collapse"] = "reject") -> KeyedChain:
+def parse_chain(
+    data: Any, *, limits: ChainLimits | None = None, duplicates: Literal["reject", "collapse"] = "reject"
+) -> KeyedChain:
     """Validate a keyed chain given as parsed JSON (list of pairs) or JSON text (str/bytes).
 
     Raises a :class:`KeyedChainError` subclass naming the entry index and key at fault.
@@ -441,42 +482,61 @@ def parse_chain(data: Any, *, limits: ChainLimits | None = None,
             if i == 0 and isinstance(pair, dict) and "__qualname__" in pair:
                 raise NestedDocumentError(
                     "entry 0 is a gufe dict, not a [key, dict] pair: the document must be a keyed "
-                    "chain (gufe's to_json() / to_keyed_chain() output)", index=0)
-            raise MalformedEntryError(f"entry {i}: expected a [key, keyed_dict] pair, got "
-                                      f"{type(pair).__name__}"
-                                      + (f" of length {len(pair)}" if isinstance(pair, (list, tuple)) else ""),
-                                      index=i)
+                    "chain (gufe's to_json() / to_keyed_chain() output)",
+                    index=0,
+                )
+            raise MalformedEntryError(
+                f"entry {i}: expected a [key, keyed_dict] pair, got "
+                f"{type(pair).__name__}"
+                + (f" of length {len(pair)}" if isinstance(pair, (list, tuple)) else ""),
+                index=i,
+            )
         key, d = pair
         if not isinstance(key, str):
             raise InvalidKeyError(f"entry {i}: the key must be a string, got {type(key).__name__}", index=i)
         key = str(key)
         if len(key) > limits.max_key_length:
-            raise LimitExceededError(f"{_at(i, key[:64] + '...')}: key longer than "
-                                     f"{limits.max_key_length} characters", index=i, key=key)
+            raise LimitExceededError(
+                f"{_at(i, key[:64] + '...')}: key longer than {limits.max_key_length} characters",
+                index=i,
+                key=key,
+            )
         m = KEY_RE.match(key)
         if not m:
-            raise InvalidKeyError(f"{_at(i, key)}: a key must be '<Qualname>-<token>' (a qualname "
-                                  "without '-', an alphanumeric token)", index=i, key=key)
+            raise InvalidKeyError(
+                f"{_at(i, key)}: a key must be '<Qualname>-<token>' (a qualname "
+                "without '-', an alphanumeric token)",
+                index=i,
+                key=key,
+            )
         if type(d) is not dict:
             if isinstance(d, _DupDict):
-                raise InvalidValueError(f"{_at(i, key)}: JSON object repeats the member name "
-                                        f"{d.duplicate!r}", index=i, key=key)
-            raise MalformedEntryError(f"{_at(i, key)}: expected a keyed dict, got {type(d).__name__}",
-                                      index=i, key=key)
+                raise InvalidValueError(
+                    f"{_at(i, key)}: JSON object repeats the member name {d.duplicate!r}", index=i, key=key
+                )
+            raise MalformedEntryError(
+                f"{_at(i, key)}: expected a keyed dict, got {type(d).__name__}", index=i, key=key
+            )
         qualname, module = d.get("__qualname__"), d.get("__module__")
         if qualname != m.group(1):
-            raise InvalidKeyError(f"{_at(i, key)}: __qualname__ {qualname!r} does not match the key "
-                                  f"prefix {m.group(1)!r}", index=i, key=key)
+            raise InvalidKeyError(
+                f"{_at(i, key)}: __qualname__ {qualname!r} does not match the key prefix {m.group(1)!r}",
+                index=i,
+                key=key,
+            )
         if not isinstance(module, str) or not _MODULE_RE.match(module):
-            raise MalformedEntryError(f"{_at(i, key)}: __module__ must be a dotted module name, "
-                                      f"got {module!r}", index=i, key=key)
+            raise MalformedEntryError(
+                f"{_at(i, key)}: __module__ must be a dotted module name, got {module!r}", index=i, key=key
+            )
         version = d.get(":version:", 1)
         if type(version) is not int:
-            raise MalformedEntryError(f"{_at(i, key)}: ':version:' must be an integer, got {version!r}",
-                                      index=i, key=key)
+            raise MalformedEntryError(
+                f"{_at(i, key)}: ':version:' must be an integer, got {version!r}", index=i, key=key
+            )
         if _REF in d:
-            raise MalformedEntryError(f"{_at(i, key)}: a keyed dict cannot itself be a reference",
-                                      index=i, key=key)
+            raise MalformedEntryError(
+                f"{_at(i, key)}: a keyed dict cannot itself be a reference", index=i, key=key
+            )
         if key in pos:
             first = entries[pos[key]][1]
             try:
@@ -485,8 +545,11 @@ def parse_chain(data: Any, *, limits: ChainLimits | None = None,
                 same = False
             if not same or duplicates == "reject":
                 what = "with different content" if not same else "(an exact duplicate)"
-                raise DuplicateKeyError(f"{_at(i, key)}: the key already appears at entry "
-                                        f"{kept[pos[key]]} {what}", index=i, key=key)
+                raise DuplicateKeyError(
+                    f"{_at(i, key)}: the key already appears at entry {kept[pos[key]]} {what}",
+                    index=i,
+                    key=key,
+                )
             continue
         pos[key] = len(entries)
         entries.append((key, d))
@@ -499,13 +562,21 @@ def parse_chain(data: Any, *, limits: ChainLimits | None = None,
         for path, ref in r:
             j = pos.get(ref)
             if j is None:
-                raise DanglingReferenceError(f"{_at(i, key, path)}: references {ref!r}, which is not in "
-                                             "the chain", index=i, key=key, path=path)
+                raise DanglingReferenceError(
+                    f"{_at(i, key, path)}: references {ref!r}, which is not in the chain",
+                    index=i,
+                    key=key,
+                    path=path,
+                )
             if j >= n:
                 what = "itself" if j == n else f"{ref!r}, a later entry ({kept[j]})"
-                raise ForwardReferenceError(f"{_at(i, key, path)}: references {what}; dependencies "
-                                            "must come before the entries that use them",
-                                            index=i, key=key, path=path)
+                raise ForwardReferenceError(
+                    f"{_at(i, key, path)}: references {what}; dependencies "
+                    "must come before the entries that use them",
+                    index=i,
+                    key=key,
+                    path=path,
+                )
         refs.append(r)
 
     chain = KeyedChain(entries, refs, pos)
@@ -517,9 +588,13 @@ def parse_chain(data: Any, *, limits: ChainLimits | None = None,
                 reached[j] = True
     if not all(reached):
         n = reached.index(False)
-        raise RootError(f"{_at(kept[n], entries[n][0])}: not a dependency of the last entry "
-                        f"({entries[-1][0]!r}); a keyed chain holds one object, last, and the "
-                        "objects it depends on, before it", index=kept[n], key=entries[n][0])
+        raise RootError(
+            f"{_at(kept[n], entries[n][0])}: not a dependency of the last entry "
+            f"({entries[-1][0]!r}); a keyed chain holds one object, last, and the "
+            "objects it depends on, before it",
+            index=kept[n],
+            key=entries[n][0],
+        )
     return chain
 
 
@@ -579,7 +654,10 @@ def verify_keys(chain: KeyedChain | Any, *, strict: bool = True) -> VerifyReport
                 raise KeyMismatchError(
                     f"{_at(n, key)}: the stored key does not match the entry's content "
                     f"({d['__module__']}.{d['__qualname__']}): {res.detail}",
-                    index=n, key=key, computed=res.computed)
+                    index=n,
+                    key=key,
+                    computed=res.computed,
+                )
             report.mismatches.append(issue)
             continue
         report.unverifiable += 1

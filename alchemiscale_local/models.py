@@ -32,7 +32,7 @@ class Scope(BaseModel):
     def model_post_init(self, __context: Any) -> None:
         parts = (self.org, self.campaign, self.project)
         seen_wild = False
-        for name, part in zip(("org", "campaign", "project"), parts):
+        for name, part in zip(("org", "campaign", "project"), parts, strict=False):
             if part is None:
                 seen_wild = True
                 continue
@@ -46,7 +46,7 @@ class Scope(BaseModel):
                 )
 
     @classmethod
-    def from_str(cls, text: str) -> "Scope":
+    def from_str(cls, text: str) -> Scope:
         if not isinstance(text, str):
             raise InvalidIdentifier("scope must be a string 'org-campaign-project'")
         parts = text.split("-")
@@ -68,9 +68,9 @@ class Scope(BaseModel):
         """True when no part is a wildcard."""
         return None not in self.to_tuple()
 
-    def is_superset(self, other: "Scope") -> bool:
+    def is_superset(self, other: Scope) -> bool:
         """True when every key in ``other`` is also in this scope."""
-        for mine, theirs in zip(self.to_tuple(), other.to_tuple()):
+        for mine, theirs in zip(self.to_tuple(), other.to_tuple(), strict=False):
             if mine is None:
                 continue
             if mine != theirs:
@@ -102,7 +102,7 @@ class ScopedKey(BaseModel):
                 raise InvalidIdentifier("a scoped key needs a specific scope")
 
     @classmethod
-    def from_str(cls, text: str) -> "ScopedKey":
+    def from_str(cls, text: str) -> ScopedKey:
         if not isinstance(text, str):
             raise InvalidIdentifier("scoped key must be a string")
         parts = text.split("-")

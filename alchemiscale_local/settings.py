@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         return value.expanduser().absolute()
 
     @model_validator(mode="after")
-    def _default_object_url(self) -> "Settings":
+    def _default_object_url(self) -> Settings:
         if not self.objectstore.url:
             self.objectstore.url = (self.data_dir / "objects").as_uri()
         return self

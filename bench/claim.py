@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alchemiscale_local.backends.statestore import hub_key
+
 from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.runtimes.pdr import dag_result_entry, encode_result, unit_entry, unit_result_entry
 from alchemiscale_local.runtimes.toy.network import build_toy_network
@@ -117,7 +118,7 @@ def run_product(ctx: BenchContext, k: int, n_networks: int, total: int) -> dict[
     scope, _ = setup_tasks(ctx, n_networks, total, "benchclaim")
     clients = [ctx.compute_client() for _ in range(k)]
     idents = [f"bench-claimer-{i}-{uuid.uuid4().hex[:8]}" for i in range(k)]
-    for c, ident in zip(clients, idents):
+    for c, ident in zip(clients, idents, strict=False):
         c.register(ident, runtimes=["toy"])  # also fetches the client's token
     tally = Tally(total)
     go = threading.Barrier(k + 1)
@@ -132,8 +133,10 @@ def run_product(ctx: BenchContext, k: int, n_networks: int, total: int) -> dict[
                 except Exception as exc:  # noted; a lost registration shows up as claim errors
                     tally.errors.append(f"heartbeat: {type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=_guarded, args=(claimer, tally, c, i, scope, tally, go), daemon=True)
-               for c, i in zip(clients, idents)]
+    threads = [
+        threading.Thread(target=_guarded, args=(claimer, tally, c, i, scope, tally, go), daemon=True)
+        for c, i in zip(clients, idents, strict=False)
+    ]
     beat = threading.Thread(target=heartbeats, daemon=True)
     for t in threads:
         t.start()
@@ -147,20 +150,33 @@ def run_product(ctx: BenchContext, k: int, n_networks: int, total: int) -> dict[
     cpu = cpu_per_task(cpu_before, ctx.cpu_seconds(), tally.done, wall)
     stop.set()
     beat.join()
-    for c, ident in zip(clients, idents):
+    for c, ident in zip(clients, idents, strict=False):
         c.deregister(ident)
         c.close()
     beat_client.close()
     complete = ctx.dep.store.get_scope_status(scope).get("complete", 0)
-    return {"k": k, "networks": n_networks, "tasks": tally.done, "complete_in_store": complete,
-            "wall_s": wall, "tasks_per_s": tally.done / wall if wall else float("nan"),
-            "cycle_p50_ms": 1000 * percentile(tally.cycle_s, 50), "cycle_p95_ms": 1000 * percentile(tally.cycle_s, 95),
-            "claim_p50_ms": 1000 * percentile(tally.claim_s, 50), "claim_p95_ms": 1000 * percentile(tally.claim_s, 95),
-            "push_p50_ms": 1000 * percentile(tally.push_s, 50), "push_p95_ms": 1000 * percentile(tally.push_s, 95),
-            "empty_claims": tally.empty_claims, "errors": tally.errors[:5], **cpu}
+    return {
+        "k": k,
+        "networks": n_networks,
+        "tasks": tally.done,
+        "complete_in_store": complete,
+        "wall_s": wall,
+        "tasks_per_s": tally.done / wall if wall else float("nan"),
+        "cycle_p50_ms": 1000 * percentile(tally.cycle_s, 50),
+        "cycle_p95_ms": 1000 * percentile(tally.cycle_s, 95),
+        "claim_p50_ms": 1000 * percentile(tally.claim_s, 50),
+        "claim_p95_ms": 1000 * percentile(tally.claim_s, 95),
+        "push_p50_ms": 1000 * percentile(tally.push_s, 50),
+        "push_p95_ms": 1000 * percentile(tally.push_s, 95),
+        "empty_claims": tally.empty_claims,
+        "errors": tally.errors[:5],
+        **cpu,
+    }
 
 
-def cpu_per_task(before: dict[str, float], after: dict[str, float], done: int, wall: float) -> dict[str, float]:
+def cpu_per_task(
+    before: dict[str, float], after: dict[str, float], done: int, wall: float
+) -> dict[str, float]:
     """CPU milliseconds per task of each process, and the share of all cores they used together."""
     used = {k: after[k] - before[k] for k in before}
     out = {f"cpu_ms_per_task_{k}": 1000 * v / done if done else float("nan") for k, v in used.items()}
@@ -175,9 +191,15 @@ def run_raw(ctx: BenchContext, n_networks: int, total: int) -> dict[str, Any]:
     start = time.perf_counter()
     done, lat = raw.claim_complete_loop(ctx.driver, ctx.database, hubs, total)
     wall = time.perf_counter() - start
-    return {"networks": n_networks, "tasks": done, "wall_s": wall, "tasks_per_s": done / wall,
-            "cycle_p50_ms": 1000 * percentile(lat, 50), "cycle_p95_ms": 1000 * percentile(lat, 95),
-            **cpu_per_task(cpu_before, ctx.cpu_seconds(), done, wall)}
+    return {
+        "networks": n_networks,
+        "tasks": done,
+        "wall_s": wall,
+        "tasks_per_s": done / wall,
+        "cycle_p50_ms": 1000 * percentile(lat, 50),
+        "cycle_p95_ms": 1000 * percentile(lat, 95),
+        **cpu_per_task(cpu_before, ctx.cpu_seconds(), done, wall),
+    }
 
 
 def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
@@ -211,11 +233,21 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
     at_max = [ratios[f"K{kmax}_net{n}"] for n in nets]
     worst = min(at_max)
     return record(
-        NAME, figure=figure, baseline=baseline, ratio=ratios,
+        NAME,
+        figure=figure,
+        baseline=baseline,
+        ratio=ratios,
         target=target(f"client rate / raw rate >= {LIMIT}x at K={kmax}", LIMIT, worst, worst >= LIMIT),
-        parameters={"claimers": list(ks), "networks": list(nets), "tasks": total,
-                    "latency": "one claim + push cycle (claim and push separately in details)",
-                    "raw": "one transaction per task: MATCH a waiting task on a random hub LIMIT 1, "
-                           "CREATE CLAIMS, then CREATE ProtocolDAGResultRef, DELETE CLAIMS, SET complete; "
-                           "sequential, no object store write"},
-        machine=machine, quick=quick, details=details)
+        parameters={
+            "claimers": list(ks),
+            "networks": list(nets),
+            "tasks": total,
+            "latency": "one claim + push cycle (claim and push separately in details)",
+            "raw": "one transaction per task: MATCH a waiting task on a random hub LIMIT 1, "
+            "CREATE CLAIMS, then CREATE ProtocolDAGResultRef, DELETE CLAIMS, SET complete; "
+            "sequential, no object store write",
+        },
+        machine=machine,
+        quick=quick,
+        details=details,
+    )

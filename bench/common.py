@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,7 +102,7 @@ def record(
     return {
         "name": name,
         "quick": quick,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "figure": figure,
         "baseline": baseline,
         "ratio": ratio,
@@ -153,8 +153,12 @@ def print_table(result: dict[str, Any]) -> None:
     tgt = result["target"]
     met = tgt.get("met")
     verdict = "report only" if met is None else ("[green]met[/]" if met else "[red]missed[/]")
-    table = Table(title=f"{result['name']}{' (quick)' if result['quick'] else ''}", title_justify="left",
-                  caption=f"target: {tgt['description']} -> {fmt(tgt['value'])}: {verdict}", caption_justify="left")
+    table = Table(
+        title=f"{result['name']}{' (quick)' if result['quick'] else ''}",
+        title_justify="left",
+        caption=f"target: {tgt['description']} -> {fmt(tgt['value'])}: {verdict}",
+        caption_justify="left",
+    )
     table.add_column("kind")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+from alchemiscale_local.backends.objectstore import ObjectStore
 from neo4j import Driver
 
-from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.client import AlchemiscaleLocalClient, ComputeClient
 from alchemiscale_local.deployment import LocalDeployment
 
@@ -63,8 +63,11 @@ class BenchContext:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds (user + system) used so far by the API, Neo4j and this process."""
-        procs = {"api": self.dep.api.pid if self.dep.api else None, "neo4j": self.dep.neo4j.pid,
-                 "bench": os.getpid()}
+        procs = {
+            "api": self.dep.api.pid if self.dep.api else None,
+            "neo4j": self.dep.neo4j.pid,
+            "bench": os.getpid(),
+        }
         out: dict[str, float] = {}
         for name, pid in procs.items():
             try:

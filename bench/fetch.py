@@ -55,19 +55,41 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
     r = ratio(min(client_s), min(raw_s))
     return record(
         NAME,
-        figure={"client_best_s": min(client_s), "client_median_s": median(client_s),
-                "store_direct_best_s": min(store_s)},
-        baseline={"raw_best_s": min(raw_s), "raw_median_s": median(raw_s), "raw_query_only_best_s": min(raw_text_s)},
-        ratio={"client_vs_raw": r, "median_client_vs_raw": ratio(median(client_s), median(raw_s)),
-               "client_vs_raw_query_only": ratio(min(client_s), min(raw_text_s)),
-               "store_direct_vs_raw": ratio(min(store_s), min(raw_s))},
-        target=target(f"client/raw (query + json.loads; best of {repeats}) <= {LIMIT}x", LIMIT, r, r <= LIMIT),
-        parameters={"transformations": n, "objects": len(chain), "repeats": repeats,
-                    "statistic": "best (min) of the interleaved repeats for the target; medians reported too",
-                    "raw": "one Cypher query (DEPENDS_ON*0.. DISTINCT) returning key and _doc; "
-                           "docs parsed with json.loads (the client also returns parsed documents)",
-                    "store_direct": "Neo4jStore.get_keyed_chain in this process (query with dependencies, "
-                                    "topological order, splice, json.loads): the API's work without HTTP"},
-        machine=machine, quick=quick,
-        details={"client_s": client_s, "store_direct_s": store_s, "raw_s": raw_s, "raw_query_only_s": raw_text_s},
+        figure={
+            "client_best_s": min(client_s),
+            "client_median_s": median(client_s),
+            "store_direct_best_s": min(store_s),
+        },
+        baseline={
+            "raw_best_s": min(raw_s),
+            "raw_median_s": median(raw_s),
+            "raw_query_only_best_s": min(raw_text_s),
+        },
+        ratio={
+            "client_vs_raw": r,
+            "median_client_vs_raw": ratio(median(client_s), median(raw_s)),
+            "client_vs_raw_query_only": ratio(min(client_s), min(raw_text_s)),
+            "store_direct_vs_raw": ratio(min(store_s), min(raw_s)),
+        },
+        target=target(
+            f"client/raw (query + json.loads; best of {repeats}) <= {LIMIT}x", LIMIT, r, r <= LIMIT
+        ),
+        parameters={
+            "transformations": n,
+            "objects": len(chain),
+            "repeats": repeats,
+            "statistic": "best (min) of the interleaved repeats for the target; medians reported too",
+            "raw": "one Cypher query (DEPENDS_ON*0.. DISTINCT) returning key and _doc; "
+            "docs parsed with json.loads (the client also returns parsed documents)",
+            "store_direct": "Neo4jStore.get_keyed_chain in this process (query with dependencies, "
+            "topological order, splice, json.loads): the API's work without HTTP",
+        },
+        machine=machine,
+        quick=quick,
+        details={
+            "client_s": client_s,
+            "store_direct_s": store_s,
+            "raw_s": raw_s,
+            "raw_query_only_s": raw_text_s,
+        },
     )

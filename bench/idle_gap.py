@@ -20,8 +20,10 @@ DURATION_S = 0.3
 LIMIT_MS = 100.0
 WAIT_TIMEOUT_S = 600
 
-_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ alchemiscale_local\.compute\.service: "
-                   r"(running|pushed) (\S+)\s*$")
+_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ alchemiscale_local\.compute\.service: "
+    r"(running|pushed) (\S+)\s*$"
+)
 
 
 def service_events(path: Path, tasks: set[str]) -> list[tuple[float, str, str]]:
@@ -39,7 +41,7 @@ def gaps(events: list[tuple[float, str, str]]) -> tuple[list[float], list[float]
     """(idle gaps: each 'pushed' to the next 'running'; run times: 'running' to its 'pushed')."""
     idle, busy = [], []
     started: dict[str, float] = {}
-    for (t0, kind0, task0), (t1, kind1, _task1) in zip(events, events[1:]):
+    for (t0, kind0, _task0), (t1, kind1, _task1) in zip(events, events[1:], strict=False):
         if kind0 == "pushed" and kind1 == "running":
             idle.append(t1 - t0)
     for when, kind, task in events:
@@ -77,13 +79,24 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
     p50, p95 = 1000 * percentile(idle, 50), 1000 * percentile(idle, 95)
     return record(
         NAME,
-        figure={"gap_p50_ms": p50, "gap_p95_ms": p95, "gap_max_ms": 1000 * max(idle, default=float("nan")),
-                "gaps": float(len(idle)), "task_run_p50_ms": 1000 * percentile(busy, 50)},
+        figure={
+            "gap_p50_ms": p50,
+            "gap_p95_ms": p95,
+            "gap_max_ms": 1000 * max(idle, default=float("nan")),
+            "gaps": float(len(idle)),
+            "task_run_p50_ms": 1000 * percentile(busy, 50),
+        },
         baseline={"ideal_gap_ms": 0.0},
         ratio={"p95_over_limit": ratio(p95, LIMIT_MS)},
         target=target(f"gap p95 < {LIMIT_MS:.0f} ms", LIMIT_MS, p95, p95 < LIMIT_MS),
-        parameters={"tasks": n, "services": len(pool.specs), "toy_duration_s": DURATION_S, "toy_repeats": 1,
-                    "source": "service log lines 'pushed <task>' -> next 'running <task>' (ms timestamps)"},
-        machine=machine, quick=quick, details={"counts": counts, "per_service": per_service,
-                                               "gaps_ms": [round(1000 * g, 1) for g in idle]},
+        parameters={
+            "tasks": n,
+            "services": len(pool.specs),
+            "toy_duration_s": DURATION_S,
+            "toy_repeats": 1,
+            "source": "service log lines 'pushed <task>' -> next 'running <task>' (ms timestamps)",
+        },
+        machine=machine,
+        quick=quick,
+        details={"counts": counts, "per_service": per_service, "gaps_ms": [round(1000 * g, 1) for g in idle]},
     )

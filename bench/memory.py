@@ -41,7 +41,7 @@ class RssSampler:
                 return
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -72,12 +72,22 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
     delta = sampler.peak - before
     return record(
         NAME,
-        figure={"api_peak_rss_mb": sampler.peak / MB, "api_rss_growth_mb": delta / MB,
-                "api_rss_after_mb": after / MB, "submit_s": seconds},
+        figure={
+            "api_peak_rss_mb": sampler.peak / MB,
+            "api_rss_growth_mb": delta / MB,
+            "api_rss_after_mb": after / MB,
+            "submit_s": seconds,
+        },
         baseline={"json_mb": len(text) / MB, "gzip_wire_mb": wire / MB, "api_rss_before_mb": before / MB},
         ratio={"rss_growth_per_json_byte": ratio(delta, len(text))},
         target=target("report only", None, sampler.peak / MB, None),
-        parameters={"transformations": n, "objects": len(chain), "sample_interval_s": INTERVAL_S,
-                    "samples": len(sampler.samples), "process": f"API (pid {pid}), children not counted"},
-        machine=machine, quick=quick,
+        parameters={
+            "transformations": n,
+            "objects": len(chain),
+            "sample_interval_s": INTERVAL_S,
+            "samples": len(sampler.samples),
+            "process": f"API (pid {pid}), children not counted",
+        },
+        machine=machine,
+        quick=quick,
     )

@@ -21,11 +21,11 @@ from typing import Any
 
 import anyio.to_thread
 import uvicorn
+from alchemiscale_local.launchers.processes import free_port
 from pyinstrument import Profiler
 
 from alchemiscale_local.api import create_app
 from alchemiscale_local.client import AlchemiscaleLocalClient, ComputeClient
-from alchemiscale_local.launchers.processes import free_port
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
 from . import claim, results
@@ -59,8 +59,9 @@ class ProfiledAPI:
         app = create_app(ctx.dep.settings, neo4j_auth=(conn.uri, conn.user, conn.password))
         self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
         self.profiler: Profiler | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._serve, name="profiled-api", daemon=True)
@@ -72,7 +73,7 @@ class ProfiledAPI:
 
         asyncio.run(main())
 
-    def __enter__(self) -> "ProfiledAPI":
+    def __enter__(self) -> ProfiledAPI:
         self._saved = anyio.to_thread.run_sync
         anyio.to_thread.run_sync = _inline  # route bodies run on the server thread
         self._thread.start()
@@ -130,7 +131,9 @@ def scenario_submit(ctx: BenchContext, api: ProfiledAPI, quick: bool) -> Callabl
     client.create_network(build_toy_network(10, name="warm"), fresh_scope("benchprof"), visualize=False)
     chain = build_toy_network(50 if quick else 2000, name="bench profile", settings={"duration_s": 0.0})
     scope = fresh_scope("benchprof")
-    return lambda: ctx.cache.setdefault("profile_network", client.create_network(chain, scope, visualize=False))
+    return lambda: ctx.cache.setdefault(
+        "profile_network", client.create_network(chain, scope, visualize=False)
+    )
 
 
 def scenario_fetch(ctx: BenchContext, api: ProfiledAPI, quick: bool) -> Callable[[], Any]:
@@ -177,7 +180,9 @@ def scenario_claim(ctx: BenchContext, api: ProfiledAPI, quick: bool) -> Callable
 def _plan_lines(plan: dict[str, Any], depth: int = 0) -> list[str]:
     """A PROFILE plan as indented text lines."""
     details = str(plan.get("args", {}).get("Details", ""))[:100]
-    line = f"{'  ' * depth}{plan['operatorType']} rows={plan.get('rows')} dbHits={plan.get('dbHits')} {details}"
+    line = (
+        f"{'  ' * depth}{plan['operatorType']} rows={plan.get('rows')} dbHits={plan.get('dbHits')} {details}"
+    )
     return [line] + [x for child in plan.get("children", []) for x in _plan_lines(child, depth + 1)]
 
 
@@ -192,15 +197,20 @@ def plans(ctx: BenchContext, quick: bool, out: Path) -> None:
 
     _, hubs = claim.setup_tasks(ctx, 1, 50 if quick else 900, "benchplans")
     lines = []
-    for name, query in (("state store _CANDIDATES", store_compute._CANDIDATES),  # noqa: SLF001
-                        ("hub-first variant", CANDIDATES_HUB_FIRST)):
+    for name, query in (
+        ("state store _CANDIDATES", store_compute._CANDIDATES),  # noqa: SLF001
+        ("hub-first variant", CANDIDATES_HUB_FIRST),
+    ):
         with ctx.driver.session(database=ctx.database) as session:
             summary = session.run("PROFILE " + query, hub=hubs[0], protocols=None, limit=32).consume()
         start = time.perf_counter()
         for _ in range(10):
             ctx.driver.execute_query(query, hub=hubs[0], protocols=None, limit=32, database_=ctx.database)
-        lines += [f"== {name}: {100 * (time.perf_counter() - start):.1f} ms per query (10 runs)",
-                  *_plan_lines(summary.profile), ""]
+        lines += [
+            f"== {name}: {100 * (time.perf_counter() - start):.1f} ms per query (10 runs)",
+            *_plan_lines(summary.profile),
+            "",
+        ]
     path = out / "profile-plans.txt"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -215,14 +225,20 @@ def _user(ctx: BenchContext) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Start a deployment, profile each scenario, write the text profiles."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
-    scenarios = {"submit": scenario_submit, "fetch": scenario_fetch, "results": scenario_results,
-                 "claim": scenario_claim}
+    scenarios = {
+        "submit": scenario_submit,
+        "fetch": scenario_fetch,
+        "results": scenario_results,
+        "claim": scenario_claim,
+    }
     with console.status("starting a private deployment..."):
         ctx = start_context(cpu_services=0)
     try:

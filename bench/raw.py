@@ -35,9 +35,16 @@ def chain_rows(chain: list, scope: str) -> tuple[dict[str, list[dict]], list[dic
     rels: list[dict] = []
     for key, doc in chain:
         sk = f"{key}-{scope}"
-        props = {"_scoped_key": sk, "_gufe_key": key, "_qualname": doc["__qualname__"],
-                 "_module": doc["__module__"], "_org": org, "_campaign": campaign, "_project": project,
-                 "_doc": json.dumps(doc)}
+        props = {
+            "_scoped_key": sk,
+            "_gufe_key": key,
+            "_qualname": doc["__qualname__"],
+            "_module": doc["__module__"],
+            "_org": org,
+            "_campaign": campaign,
+            "_project": project,
+            "_doc": json.dumps(doc),
+        }
         if isinstance(doc.get("name"), str):
             props["name"] = doc["name"]
         nodes.setdefault(doc["__qualname__"], []).append(props)
@@ -65,15 +72,23 @@ def write_network(driver: Driver, database: str, chain: list, scope: str) -> dic
             if not _LABEL.match(qualname):
                 raise ValueError(f"unexpected qualname {qualname!r}")
             for chunk in _batched(rows):
-                tx.run(f"UNWIND $rows AS r CREATE (n:GufeTokenizable:`{qualname}`) SET n = r", rows=chunk).consume()
+                tx.run(
+                    f"UNWIND $rows AS r CREATE (n:GufeTokenizable:`{qualname}`) SET n = r", rows=chunk
+                ).consume()
         for chunk in _batched(rels):
-            tx.run("UNWIND $rows AS r MATCH (a:GufeTokenizable {_scoped_key: r.src}) "
-                   "MATCH (b:GufeTokenizable {_scoped_key: r.dst}) "
-                   "CREATE (a)-[d:DEPENDS_ON]->(b) SET d = r.props", rows=chunk).consume()
-        tx.run("MATCH (an:GufeTokenizable {_scoped_key: $n}) SET an._state = 'active' "
-               "CREATE (th:TaskHub {_scoped_key: $hub, network: $n, weight: 0.5, _org: an._org, "
-               "_campaign: an._campaign, _project: an._project})-[:PERFORMS]->(an)",
-               n=network_sk, hub=hub).consume()
+            tx.run(
+                "UNWIND $rows AS r MATCH (a:GufeTokenizable {_scoped_key: r.src}) "
+                "MATCH (b:GufeTokenizable {_scoped_key: r.dst}) "
+                "CREATE (a)-[d:DEPENDS_ON]->(b) SET d = r.props",
+                rows=chunk,
+            ).consume()
+        tx.run(
+            "MATCH (an:GufeTokenizable {_scoped_key: $n}) SET an._state = 'active' "
+            "CREATE (th:TaskHub {_scoped_key: $hub, network: $n, weight: 0.5, _org: an._org, "
+            "_campaign: an._campaign, _project: an._project})-[:PERFORMS]->(an)",
+            n=network_sk,
+            hub=hub,
+        ).consume()
 
     with driver.session(database=database) as session:
         session.execute_write(work)
@@ -113,16 +128,22 @@ SET t.status = 'complete', t.claimed_by = null
 """
 
 
-def claim_complete_loop(driver: Driver, database: str, hubs: list[str], limit: int,
-                        seed: int = 0) -> tuple[int, list[float]]:
+def claim_complete_loop(
+    driver: Driver, database: str, hubs: list[str], limit: int, seed: int = 0
+) -> tuple[int, list[float]]:
     """Claim one waiting task and complete it, in ONE transaction, until ``limit`` or no task is left.
 
     ``hubs`` are TaskHub scoped keys; each round picks a hub with work left at random.
     Returns (tasks done, per-transaction latencies in seconds).
     """
     ident = f"raw-claimer-{uuid.uuid4().hex}"
-    driver.execute_query("CREATE (:ComputeServiceRegistration {identifier: $id, registered: $now, "
-                         "heartbeat: $now, failure_times: []})", id=ident, now=time.time(), database_=database)
+    driver.execute_query(
+        "CREATE (:ComputeServiceRegistration {identifier: $id, registered: $now, "
+        "heartbeat: $now, failure_times: []})",
+        id=ident,
+        now=time.time(),
+        database_=database,
+    )
     rng = random.Random(seed)
     open_hubs = list(hubs)
     latencies: list[float] = []
@@ -147,6 +168,9 @@ def claim_complete_loop(driver: Driver, database: str, hubs: list[str], limit: i
                 continue
             latencies.append(time.perf_counter() - start)
             done += 1
-    driver.execute_query("MATCH (cs:ComputeServiceRegistration {identifier: $id}) DETACH DELETE cs",
-                         id=ident, database_=database)
+    driver.execute_query(
+        "MATCH (cs:ComputeServiceRegistration {identifier: $id}) DETACH DELETE cs",
+        id=ident,
+        database_=database,
+    )
     return done, latencies

@@ -59,8 +59,9 @@ def _complete_tasks(ctx: BenchContext, scope: str, count: int, workdir: Path) ->
                 with lock:
                     left[0] -= 1
                 inputs = client.get_task_inputs(got[0])
-                outcome = runtime.execute(ExecutionRequest(str(got[0]), inputs["transformation"], None,
-                                                           workdir / uuid.uuid4().hex))
+                outcome = runtime.execute(
+                    ExecutionRequest(str(got[0]), inputs["transformation"], None, workdir / uuid.uuid4().hex)
+                )
                 client.push_result(got[0], ident, outcome.pdr_key, outcome.ok, outcome.result)
         except BaseException as exc:
             errors.append(exc)
@@ -120,8 +121,10 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
         return [ctx.client.get_transformation_results(tf, visualize=False) for tf in tfs]
 
     def via_objects() -> list[Any]:
-        return [runtime.gather(chains[tf], [objects.get_result(loc, sha) for loc, sha in located[tf]])
-                for tf in tfs]
+        return [
+            runtime.gather(chains[tf], [objects.get_result(loc, sha) for loc, sha in located[tf]])
+            for tf in tfs
+        ]
 
     first = via_client()  # warm-up, and a correctness check
     if [e["estimate"] for e in first] != [e["estimate"] for e in via_objects()]:
@@ -138,24 +141,44 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
     r = ratio(min(client_s), min(raw_s))
     return record(
         NAME,
-        figure={"client_best_s": min(client_s), "client_median_s": median(client_s),
-                "client_ms_per_transformation": 1000 * min(client_s) / n,
-                "per_transformation_calls_s": min(each_s)},
-        baseline={"raw_best_s": min(raw_s), "raw_median_s": median(raw_s),
-                  "raw_ms_per_transformation": 1000 * min(raw_s) / n, "raw_refs_query_best_s": min(refs_s)},
-        ratio={"client_vs_raw": r, "median_client_vs_raw": ratio(median(client_s), median(raw_s)),
-               "client_vs_raw_plus_refs_query": ratio(min(client_s), min(raw_s) + min(refs_s))},
+        figure={
+            "client_best_s": min(client_s),
+            "client_median_s": median(client_s),
+            "client_ms_per_transformation": 1000 * min(client_s) / n,
+            "per_transformation_calls_s": min(each_s),
+        },
+        baseline={
+            "raw_best_s": min(raw_s),
+            "raw_median_s": median(raw_s),
+            "raw_ms_per_transformation": 1000 * min(raw_s) / n,
+            "raw_refs_query_best_s": min(refs_s),
+        },
+        ratio={
+            "client_vs_raw": r,
+            "median_client_vs_raw": ratio(median(client_s), median(raw_s)),
+            "client_vs_raw_plus_refs_query": ratio(min(client_s), min(raw_s) + min(refs_s)),
+        },
         target=target(f"client/raw (best of {repeats}) <= {LIMIT}x", LIMIT, r, r <= LIMIT),
-        parameters={"transformations": n, "results_per_transformation": 1, "toy_settings": TOY,
-                    "repeats": repeats, "statistic": "best (min) of the interleaved repeats; medians too",
-                    "client": "get_network_results(network): refs of all transformations in one request, "
-                              "results in bundles, gathered from the network chain (per_transformation_calls_s: "
-                              "get_transformation_results(tf) for each transformation, once)",
-                    "raw": "ObjectStore.get_result(location, sha256) + ToyRuntime.gather for each transformation; "
-                           "locations and transformation chains looked up beforehand (untimed; the refs "
-                           "query alone is raw_refs_query_s)"},
-        machine=machine, quick=quick,
-        details={"client_s": client_s, "raw_s": raw_s, "refs_s": refs_s,
-                 "transformation_chain_kb_mean": sum(chain_bytes) / len(chain_bytes) / 1024,
-                 "http_requests_total_bulk": 4},
+        parameters={
+            "transformations": n,
+            "results_per_transformation": 1,
+            "toy_settings": TOY,
+            "repeats": repeats,
+            "statistic": "best (min) of the interleaved repeats; medians too",
+            "client": "get_network_results(network): refs of all transformations in one request, "
+            "results in bundles, gathered from the network chain (per_transformation_calls_s: "
+            "get_transformation_results(tf) for each transformation, once)",
+            "raw": "ObjectStore.get_result(location, sha256) + ToyRuntime.gather for each transformation; "
+            "locations and transformation chains looked up beforehand (untimed; the refs "
+            "query alone is raw_refs_query_s)",
+        },
+        machine=machine,
+        quick=quick,
+        details={
+            "client_s": client_s,
+            "raw_s": raw_s,
+            "refs_s": refs_s,
+            "transformation_chain_kb_mean": sum(chain_bytes) / len(chain_bytes) / 1024,
+            "http_requests_total_bulk": 4,
+        },
     )

@@ -26,19 +26,30 @@ from .common import RESULTS_DIR, console, fmt, print_table, write_result
 from .context import BenchContext, start_context
 
 MODULES: dict[str, ModuleType] = {
-    "memory": memory, "submit": submit, "fetch": fetch, "results": results,
-    "idle-gap": idle_gap, "claim": claim, "up": up,
+    "memory": memory,
+    "submit": submit,
+    "fetch": fetch,
+    "results": results,
+    "idle-gap": idle_gap,
+    "claim": claim,
+    "up": up,
 }
 OWN_DEPLOYMENT = frozenset({"up"})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Options; ``names`` in the fixed run order."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--only", default=None, help=f"comma list of {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="directory for the JSON files (default bench/results, bench/results/quick with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for the JSON files (default bench/results, bench/results/quick with --quick)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(BENCHMARKS)
     unknown = [n for n in names if n not in MODULES]

@@ -25,7 +25,11 @@ def graph_counts(ctx: BenchContext, scope: str) -> dict[str, int]:
     rows, _, _ = ctx.driver.execute_query(
         "MATCH (n:GufeTokenizable {_org: $o, _campaign: $c, _project: $p}) "
         "RETURN count(n) AS nodes, sum(COUNT { (n)-[:DEPENDS_ON]->() }) AS rels",
-        o=org, c=campaign, p=project, database_=ctx.database)
+        o=org,
+        c=campaign,
+        p=project,
+        database_=ctx.database,
+    )
     return {"nodes": rows[0]["nodes"], "relations": rows[0]["rels"]}
 
 
@@ -50,7 +54,10 @@ def drop_scope(ctx: BenchContext, scope: str) -> None:
         session.run(
             "MATCH (n) WHERE (n:GufeTokenizable OR n:TaskHub) AND n._org = $o AND n._campaign = $c "
             "AND n._project = $p CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
-            o=org, c=campaign, p=project).consume()
+            o=org,
+            c=campaign,
+            p=project,
+        ).consume()
 
 
 def submit_raw(ctx: BenchContext, chain: list) -> tuple[float, str]:
@@ -94,18 +101,35 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
         ratios[f"N{n}"] = ratio(best["client"], best["raw"])
         ratios[f"median_N{n}"] = ratio(med["client"], med["raw"])
         ratios[f"store_direct_vs_raw_N{n}"] = ratio(best["store"], best["raw"])
-        details.append({"transformations": n, "objects": len(chain), **{f"{k}_s": v for k, v in times.items()},
-                        "same_graph": counts["client"] == counts["raw"] == counts["store"], **counts["client"]})
+        details.append(
+            {
+                "transformations": n,
+                "objects": len(chain),
+                **{f"{k}_s": v for k, v in times.items()},
+                "same_graph": counts["client"] == counts["raw"] == counts["store"],
+                **counts["client"],
+            }
+        )
     worst = max(ratios[f"N{n}"] for n in sizes)
     return record(
-        NAME, figure=figure, baseline=baseline, ratio=ratios,
+        NAME,
+        figure=figure,
+        baseline=baseline,
+        ratio=ratios,
         target=target(f"client/raw (best of {repeats}) <= {LIMIT}x at every N", LIMIT, worst, worst <= LIMIT),
-        parameters={"sizes": list(sizes), "repeats": repeats, "toy_settings": TOY,
-                    "statistic": "best (min) of the interleaved repeats for the target ratio; medians reported "
-                                 "too (2 shared cores: medians carry other processes' noise)",
-                    "raw": "one transaction: UNWIND CREATE nodes per qualname, UNWIND MATCH/CREATE "
-                           "DEPENDS_ON, CREATE TaskHub; row building (json.dumps of docs) included",
-                    "store_direct": "Neo4jStore.assemble_network called in this process (validation, key "
-                                    "checks, MERGE): the API's work without HTTP and client",
-                    "cleanup": "every scope written is deleted after each repeat (untimed)"},
-        machine=machine, quick=quick, details=details)
+        parameters={
+            "sizes": list(sizes),
+            "repeats": repeats,
+            "toy_settings": TOY,
+            "statistic": "best (min) of the interleaved repeats for the target ratio; medians reported "
+            "too (2 shared cores: medians carry other processes' noise)",
+            "raw": "one transaction: UNWIND CREATE nodes per qualname, UNWIND MATCH/CREATE "
+            "DEPENDS_ON, CREATE TaskHub; row building (json.dumps of docs) included",
+            "store_direct": "Neo4jStore.assemble_network called in this process (validation, key "
+            "checks, MERGE): the API's work without HTTP and client",
+            "cleanup": "every scope written is deleted after each repeat (untimed)",
+        },
+        machine=machine,
+        quick=quick,
+        details=details,
+    )

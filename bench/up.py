@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from alchemiscale_local.launchers.neo4j.jar import JarLauncher
+
 from alchemiscale_local.settings import load_settings
 
 from .common import machine_facts, median, record, target
@@ -31,8 +31,12 @@ READY_TIMEOUT_S = 300.0
 
 
 def _dirs(base: Path) -> dict[str, Path]:
-    return {"data_dir": base / "data", "config_dir": base / "config", "log_dir": base / "log",
-            "runtime_dir": base / "run"}
+    return {
+        "data_dir": base / "data",
+        "config_dir": base / "config",
+        "log_dir": base / "log",
+        "runtime_dir": base / "run",
+    }
 
 
 def neo4j_alone(base: Path) -> tuple[float, float, str]:
@@ -79,8 +83,9 @@ def up_down(base: Path) -> tuple[float, float]:
     state_file = base / "run" / f"{DEPLOYMENT}.state.json"
     start = time.perf_counter()
     try:
-        proc = subprocess.run([*_cli(), "up", "--detach"], env=env, capture_output=True, text=True,
-                              timeout=READY_TIMEOUT_S)
+        proc = subprocess.run(
+            [*_cli(), "up", "--detach"], env=env, capture_output=True, text=True, timeout=READY_TIMEOUT_S
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"`up --detach` failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         while not _ready(state_file):
@@ -125,10 +130,20 @@ def run(ctx: Any = None, quick: bool = False) -> dict[str, Any]:
         baseline={"neo4j_launcher_to_ready_s": median(neo_ready), "neo4j_launcher_stop_s": median(neo_stop)},
         ratio={"difference_s": diff, "up_over_neo4j": median(up_ready) / median(neo_ready)},
         target=target(f"up - Neo4j alone <= +{LIMIT_S:.0f} s", LIMIT_S, diff, diff <= LIMIT_S),
-        parameters={"repeats": repeats, "statistic": "median", "command": "alchemiscale-local up --detach",
-                    "services": "defaults (gpus auto; one CPU service without GPUs)",
-                    "ready": "`up --detach` returned, state file written and /ping answered",
-                    "launcher": "jar, fresh directories each time, jars cached"},
-        machine=machine, quick=quick,
-        details={"up_ready_s": up_ready, "down_s": down_s, "neo4j_ready_s": neo_ready, "neo4j_stop_s": neo_stop},
+        parameters={
+            "repeats": repeats,
+            "statistic": "median",
+            "command": "alchemiscale-local up --detach",
+            "services": "defaults (gpus auto; one CPU service without GPUs)",
+            "ready": "`up --detach` returned, state file written and /ping answered",
+            "launcher": "jar, fresh directories each time, jars cached",
+        },
+        machine=machine,
+        quick=quick,
+        details={
+            "up_ready_s": up_ready,
+            "down_s": down_s,
+            "neo4j_ready_s": neo_ready,
+            "neo4j_stop_s": neo_stop,
+        },
     )

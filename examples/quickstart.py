@@ -30,8 +30,11 @@ def run(n_transformations: int, repeats: int, duration_s: float, services: int, 
         dep.start(progress=status.update)
     try:
         client = dep.client()
-        network = build_toy_network(n_transformations, name="quickstart toy network",
-                                    settings={"duration_s": duration_s, "repeats": 3})
+        network = build_toy_network(
+            n_transformations,
+            name="quickstart toy network",
+            settings={"duration_s": duration_s, "repeats": 3},
+        )
         net = client.create_network(network, "demo-toy-quickstart")
         transformations = client.get_network_transformations(net)
         tasks = client.create_transformations_tasks([tf for tf in transformations for _ in range(repeats)])
@@ -50,9 +53,12 @@ def run(n_transformations: int, repeats: int, duration_s: float, services: int, 
             if est is None:
                 table.add_row(name, "-", "-", "0")
                 continue
-            table.add_row(name, f"{est['estimate']:.2f} {est['units']}",
-                          f"{est['uncertainty']:.2f}" if est.get("uncertainty") is not None else "-",
-                          str(est["n_results"]))
+            table.add_row(
+                name,
+                f"{est['estimate']:.2f} {est['units']}",
+                f"{est['uncertainty']:.2f}" if est.get("uncertainty") is not None else "-",
+                str(est["n_results"]),
+            )
         console.print(table)
         elapsed = time.perf_counter() - started
         console.print(f"tasks: {counts}; wall time {elapsed:.1f} s")
@@ -63,10 +69,14 @@ def run(n_transformations: int, repeats: int, duration_s: float, services: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--transformations", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=1, help="tasks per transformation")
-    parser.add_argument("--duration", type=float, default=0.2, help="seconds each toy repeat sleeps (3 repeats a task)")
+    parser.add_argument(
+        "--duration", type=float, default=0.2, help="seconds each toy repeat sleeps (3 repeats a task)"
+    )
     parser.add_argument("--services", type=int, default=2, help="CPU compute services")
     parser.add_argument("--persistent", action="store_true", help="keep the data (default: temporary dirs)")
     args = parser.parse_args()

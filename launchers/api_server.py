@@ -27,30 +27,41 @@ def api_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def start_api(settings: Settings, settings_file: Path, *, port: int | None = None,
-              timeout: float = 60.0) -> tuple[ProcessRecord, str]:
+def start_api(
+    settings: Settings, settings_file: Path, *, port: int | None = None, timeout: float = 60.0
+) -> tuple[ProcessRecord, str]:
     """Start the API process on settings.api.host and a free port (unless set); return (record, url).
 
     ``settings_file`` (0600) holds the resolved settings with ``neo4j.uri/user/password`` filled in.
     """
     port = port or settings.api.port or free_port(settings.api.host)
     log_path = settings.log_dir / settings.name / "api.log"
-    argv = [sys.executable, "-m", "alchemiscale_local.launchers.api_server",
-            "--settings-file", str(settings_file), "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "alchemiscale_local.launchers.api_server",
+        "--settings-file",
+        str(settings_file),
+        "--port",
+        str(port),
+    ]
     proc, record = spawn("api", argv, log_path, env=python_env())
     url = api_url(settings.api.host, port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise APIStartError(f"the API process exited with status {proc.returncode}; "
-                                f"see {log_path}:\n{_tail(log_path)}")
+            raise APIStartError(
+                f"the API process exited with status {proc.returncode}; see {log_path}:\n{_tail(log_path)}"
+            )
         try:
             if httpx.get(f"{url}/ping", timeout=1.0).status_code == 200:
                 return record, url
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise APIStartError(f"the API did not answer on {url} within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}")
+    raise APIStartError(
+        f"the API did not answer on {url} within {timeout:.0f} s; see {log_path}:\n{_tail(log_path)}"
+    )
 
 
 def api_alive(record: ProcessRecord) -> bool:
@@ -79,8 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     if not neo.uri or neo.password is None:
         parser.error("the settings file has no neo4j.uri / neo4j.password")
     app = create_app(settings, neo4j_auth=(neo.uri, neo.user, neo.password.get_secret_value()))
-    uvicorn.run(app, host=settings.api.host, port=args.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.api.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":

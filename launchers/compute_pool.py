@@ -34,7 +34,10 @@ class ServiceSpec:
 
     def env(self) -> dict[str, str]:
         # PCI_BUS_ID makes CUDA number devices as nvidia-smi does; "" hides every GPU.
-        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": self.gpu if self.gpu is not None else ""}
+        return {
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": self.gpu if self.gpu is not None else "",
+        }
 
 
 def detect_gpus() -> list[str]:
@@ -49,8 +52,14 @@ def detect_gpus() -> list[str]:
     return [line.split(":")[0].split()[1] for line in out.splitlines() if line.startswith("GPU ")]
 
 
-def plan_services(gpus: str, per_gpu: int, cpu_services: int | None, *, visible: str | None = None,
-                  detected: list[str] | None = None) -> list[ServiceSpec]:
+def plan_services(
+    gpus: str,
+    per_gpu: int,
+    cpu_services: int | None,
+    *,
+    visible: str | None = None,
+    detected: list[str] | None = None,
+) -> list[ServiceSpec]:
     """The services to start.
 
     ``visible`` is the CUDA_VISIBLE_DEVICES the user already set (if any): then device
@@ -73,8 +82,10 @@ def plan_services(gpus: str, per_gpu: int, cpu_services: int | None, *, visible:
             if user_list is not None:
                 index = int(part)
                 if index >= len(user_list):
-                    raise ValueError(f"device {index} is outside CUDA_VISIBLE_DEVICES={visible!r} "
-                                     f"({len(user_list)} devices visible)")
+                    raise ValueError(
+                        f"device {index} is outside CUDA_VISIBLE_DEVICES={visible!r} "
+                        f"({len(user_list)} devices visible)"
+                    )
                 devices.append(user_list[index])
             else:
                 devices.append(part)
@@ -87,15 +98,24 @@ def plan_services(gpus: str, per_gpu: int, cpu_services: int | None, *, visible:
 
 
 def plan_from_settings(compute: ComputeSettings) -> list[ServiceSpec]:
-    return plan_services(compute.gpus, compute.per_gpu, compute.cpu_services,
-                         visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return plan_services(
+        compute.gpus, compute.per_gpu, compute.cpu_services, visible=os.environ.get("CUDA_VISIBLE_DEVICES")
+    )
 
 
 class ComputePool:
     """Runs and supervises the services of ``specs`` against the API at ``api_url``."""
 
-    def __init__(self, specs: list[ServiceSpec], settings: Settings, settings_file: Path, api_url: str,
-                 credentials_file: Path, *, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[ServiceSpec],
+        settings: Settings,
+        settings_file: Path,
+        api_url: str,
+        credentials_file: Path,
+        *,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.specs = specs
         self.settings = settings
         self.settings_file = settings_file
@@ -113,10 +133,21 @@ class ComputePool:
         return self.settings.log_dir / self.settings.name / f"compute-{spec.name}.log"
 
     def _start_one(self, spec: ServiceSpec) -> None:
-        argv = [sys.executable, "-m", "alchemiscale_local.compute",
-                "--settings-file", str(self.settings_file), "--api-url", self.api_url,
-                "--credentials-file", str(self.credentials_file), "--name", spec.name,
-                "--log-file", str(self.log_path(spec))]
+        argv = [
+            sys.executable,
+            "-m",
+            "alchemiscale_local.compute",
+            "--settings-file",
+            str(self.settings_file),
+            "--api-url",
+            self.api_url,
+            "--credentials-file",
+            str(self.credentials_file),
+            "--name",
+            spec.name,
+            "--log-file",
+            str(self.log_path(spec)),
+        ]
         stderr_log = self.log_path(spec).with_suffix(".stderr.log")
         proc, record = spawn(f"compute-{spec.name}", argv, stderr_log, env=python_env(spec.env()))
         record.log = str(self.log_path(spec))
@@ -149,8 +180,12 @@ class ComputePool:
                 if spec.name not in next_start:
                     n = self._restarts.get(spec.name, 0)
                     delay = min(self.settings.compute.restart_backoff_s * 2**n, MAX_RESTART_BACKOFF_S)
-                    log.warning("compute service %s exited with %s; restarting in %.1f s",
-                                spec.name, proc.returncode, delay)
+                    log.warning(
+                        "compute service %s exited with %s; restarting in %.1f s",
+                        spec.name,
+                        proc.returncode,
+                        delay,
+                    )
                     next_start[spec.name] = now + delay
                 if now >= next_start[spec.name] and not self._stopping.is_set():
                     del next_start[spec.name]

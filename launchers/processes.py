@@ -25,18 +25,30 @@ class ProcessRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ProcessRecord":
-        return cls(name=data["name"], pid=int(data["pid"]), create_time=float(data["create_time"]),
-                   log=data.get("log"))
+    def from_dict(cls, data: dict) -> ProcessRecord:
+        return cls(
+            name=data["name"],
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            log=data.get("log"),
+        )
 
 
-def spawn(name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> tuple[subprocess.Popen, ProcessRecord]:
+def spawn(
+    name: str, argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.Popen, ProcessRecord]:
     """Start ``argv`` in its own session (a Ctrl-C in the terminal does not reach it directly)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     created = psutil.Process(proc.pid).create_time()
     return proc, ProcessRecord(name=name, pid=proc.pid, create_time=created, log=str(log_path))
 

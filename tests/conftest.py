@@ -17,9 +17,10 @@ against an already running Neo4j instead of starting one (``neo4j_launcher`` is 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -126,7 +127,5 @@ def neo4j_driver(neo4j_connection: Any) -> Iterator[Any]:
 def clean_graph(neo4j_driver: Any, neo4j_connection: Any) -> Any:
     """The session driver, after every node and relationship was deleted."""
     with neo4j_driver.session(database=neo4j_connection.database) as session:
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
     return neo4j_driver

@@ -75,7 +75,9 @@ class TokenIssuer:
 
     def verify(self, token: str) -> TokenData:
         try:
-            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+            claims = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+            )
         except jwt.ExpiredSignatureError:
             raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from None
         except jwt.InvalidTokenError:
@@ -116,16 +118,22 @@ class IdentityGate:
         if refused:
             with self._lock:
                 self._checked.pop(identifier, None)
-            raise HTTPException(401, f"identity {identifier} was removed, disabled or has expired",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                f"identity {identifier} was removed, disabled or has expired",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         with self._lock:
             self._checked[identifier] = now
 
 
 def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None) -> TokenData:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "not authenticated: send 'Authorization: Bearer <token>' (POST /token first)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "not authenticated: send 'Authorization: Bearer <token>' (POST /token first)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     data = request.app.state.tokens.verify(credentials.credentials)
     request.app.state.identity_gate.check(request.app.state.store, data.identifier)
     return data
@@ -163,12 +171,17 @@ async def _credentials(request: Request) -> tuple[str, str]:
     try:
         if "application/json" in ctype:
             data = json.loads(body or b"{}")
-            ident, key = data.get("identifier") or data.get("username"), data.get("key") or data.get("password")
+            ident, key = (
+                data.get("identifier") or data.get("username"),
+                data.get("key") or data.get("password"),
+            )
         else:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
             ident, key = (form.get("username") or [None])[0], (form.get("password") or [None])[0]
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        raise HTTPException(400, "token request must be JSON {identifier, key} or a form with username/password") from None
+        raise HTTPException(
+            400, "token request must be JSON {identifier, key} or a form with username/password"
+        ) from None
     if not isinstance(ident, str) or not isinstance(key, str) or not ident or not key:
         raise HTTPException(400, "token request needs identifier (username) and key (password)")
     return ident, key
@@ -179,11 +192,20 @@ async def token(request: Request) -> dict:
     ident, key = await _credentials(request)
     identity = await run_in_threadpool(request.app.state.store.authenticate, ident, key)
     if identity is None:
-        raise HTTPException(401, "wrong identifier or key, or the identity is disabled or expired",
-                            headers={"WWW-Authenticate": "Bearer"})
-    issued = request.app.state.tokens.issue(identity["identifier"], identity["kind"], list(identity["scopes"]))
-    return {"access_token": issued, "token_type": "bearer", "expires_in": request.app.state.tokens.ttl_s,
-            "kind": identity["kind"]}
+        raise HTTPException(
+            401,
+            "wrong identifier or key, or the identity is disabled or expired",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    issued = request.app.state.tokens.issue(
+        identity["identifier"], identity["kind"], list(identity["scopes"])
+    )
+    return {
+        "access_token": issued,
+        "token_type": "bearer",
+        "expires_in": request.app.state.tokens.ttl_s,
+        "kind": identity["kind"],
+    }
 
 
 def parse_scope_param(text: str | None) -> Scope:

@@ -41,8 +41,13 @@ class _Decoder:
 
 async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -72,8 +77,9 @@ class BodyMiddleware:
                 return
             # Downstream sees a plain body of unknown length.
             scope = dict(scope)
-            scope["headers"] = [(k, v) for k, v in scope["headers"]
-                                if k not in (b"content-encoding", b"content-length")]
+            scope["headers"] = [
+                (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
+            ]
         seen = 0
         started = False
 

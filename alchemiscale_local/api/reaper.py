@@ -27,5 +27,7 @@ async def reap_forever(store: Neo4jStore, interval_s: float, ttl_s: float) -> No
             log.warning("reaper: could not expire compute services: %s", exc)
             expired = []
         for identifier in expired:
-            log.warning("reaper: expired silent compute service %s; its running tasks are waiting again", identifier)
+            log.warning(
+                "reaper: expired silent compute service %s; its running tasks are waiting again", identifier
+            )
         await asyncio.sleep(interval_s)

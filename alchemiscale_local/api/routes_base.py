@@ -64,7 +64,9 @@ def identity_scopes(identifier: str, token: TokenData = Depends(any_token)) -> l
 
 
 @router.get("/exists/{scoped_key}", summary="Whether a gufe object or task exists")
-def exists(scoped_key: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)) -> bool:
+def exists(
+    scoped_key: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> bool:
     sk = token.require_key(scoped_key)
     if sk.qualname == "Task":
         return store.get_task_status([str(sk)])[0] is not None

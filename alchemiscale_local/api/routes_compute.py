@@ -32,8 +32,12 @@ MAX_PARSED_FAILURE = 64 << 20
 
 
 @router.post("/computeservice/{identifier}/register")
-def register(identifier: str, body: ComputeServiceRegistration, token: TokenData = Depends(compute_token),
-             store: Neo4jStore = Depends(get_store)) -> str:
+def register(
+    identifier: str,
+    body: ComputeServiceRegistration,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+) -> str:
     if body.identifier != identifier:
         raise HTTPException(400, "the identifier in the path and in the body differ")
     return store.register_computeservice(body)
@@ -52,29 +56,38 @@ def deregister(identifier: str, store: Neo4jStore = Depends(get_store)) -> str:
 
 
 @router.post("/claim", summary="Claim up to count tasks; null when the service is denied for failures")
-def claim(body: ClaimBody, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store),
-          settings: Settings = Depends(get_settings)) -> list[str | None] | None:
-    if not store.computeservice_can_claim(body.compute_service_id, settings.api.max_failures,
-                                          settings.api.failure_window_s):
+def claim(
+    body: ClaimBody,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+    settings: Settings = Depends(get_settings),
+) -> list[str | None] | None:
+    if not store.computeservice_can_claim(
+        body.compute_service_id, settings.api.max_failures, settings.api.failure_window_s
+    ):
         return None
     scopes = []
     for text in body.scopes:
         scopes.extend(token.visible(parse_scope_param(text)))
     # Services claim only when idle, so tasks they still hold are re-delivered: a claim whose
     # response was lost (API killed mid-request) is not stranded under a live service.
-    claimed = store.claim_tasks(body.compute_service_id, body.count, list(dict.fromkeys(scopes)),
-                                body.protocols, include_held=True)
+    claimed = store.claim_tasks(
+        body.compute_service_id, body.count, list(dict.fromkeys(scopes)), body.protocols, include_held=True
+    )
     return claimed + [None] * (body.count - len(claimed))
 
 
 @router.get("/tasks/{task}/transformation", summary="The task's transformation ScopedKey")
-def task_transformation(task: str, token: TokenData = Depends(compute_token),
-                        store: Neo4jStore = Depends(get_store)) -> str:
+def task_transformation(
+    task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
+) -> str:
     return store.get_task_transformation(str(token.require_key(task)))[0]
 
 
 @router.get("/tasks/{task}/inputs", summary="What a service needs to run a task")
-def task_inputs(task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)) -> Response:
+def task_inputs(
+    task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
+) -> Response:
     sk = str(token.require_key(task))
     info = store.get_tasks([sk])[0]
     if info is None:
@@ -84,21 +97,27 @@ def task_inputs(task: str, token: TokenData = Depends(compute_token), store: Neo
         refs = store.get_task_results(info["extends"], ok=True)
         extends_ref = refs[-1] if refs else None
     chain = store.get_keyed_chain_json(info["transformation"])
-    head = json.dumps({
-        "task": sk,
-        "transformation_key": info["transformation"],
-        "protocol": info["protocol"],
-        "protocol_module": info["protocol_module"],
-        "extends": info["extends"],
-        "extends_result": extends_ref,
-    })
+    head = json.dumps(
+        {
+            "task": sk,
+            "transformation_key": info["transformation"],
+            "protocol": info["protocol"],
+            "protocol_module": info["protocol_module"],
+            "extends": info["extends"],
+            "extends_result": extends_ref,
+        }
+    )
     # Splice the stored chain text in as it is; it is already JSON.
     return Response(head[:-1] + ', "transformation": ' + chain + "}", media_type="application/json")
 
 
 @router.get("/tasks/{task}/extends/result", summary="Bytes of the result the task extends")
-def extends_result(task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store),
-                   objects: ObjectStore = Depends(get_objects)) -> StreamingResponse:
+def extends_result(
+    task: str,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+    objects: ObjectStore = Depends(get_objects),
+) -> StreamingResponse:
     sk = str(token.require_key(task))
     info = store.get_tasks([sk])[0]
     if info is None or not info["extends"]:
@@ -114,8 +133,11 @@ def extends_result(task: str, token: TokenData = Depends(compute_token), store: 
             while chunk := fh.read(1 << 20):
                 yield chunk
 
-    return StreamingResponse(chunks(), media_type="application/zstd",
-                             headers={"X-Content-SHA256": ref["sha256"], "Content-Length": str(ref["size"])})
+    return StreamingResponse(
+        chunks(),
+        media_type="application/zstd",
+        headers={"X-Content-SHA256": ref["sha256"], "Content-Length": str(ref["size"])},
+    )
 
 
 def _tracebacks(spool: Any) -> list[str]:
@@ -140,9 +162,16 @@ def _tracebacks(spool: Any) -> list[str]:
 
 
 @router.post("/tasks/{task}/results", summary="Upload a ProtocolDAGResult (zstd keyed chain, streamed)")
-async def push_result(task: str, request: Request, compute_service_id: str, pdr_key: str, ok: bool,
-                      token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store),
-                      objects: ObjectStore = Depends(get_objects)) -> dict:
+async def push_result(
+    task: str,
+    request: Request,
+    compute_service_id: str,
+    pdr_key: str,
+    ok: bool,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+    objects: ObjectStore = Depends(get_objects),
+) -> dict:
     sk = token.require_key(task)
     # Refuse before storing anything when the claim is gone (e.g. the service expired).
     tf = await run_in_threadpool(store.assert_claim, compute_service_id, str(sk))
@@ -160,12 +189,25 @@ async def push_result(task: str, request: Request, compute_service_id: str, pdr_
         spool.seek(0)
         tf_key = tf.rsplit("-", 3)[0]
         stored = await run_in_threadpool(
-            lambda: objects.push_result(spool, scope=sk.scope, transformation_key=tf_key, pdr_key=pdr_key, ok=ok)
+            lambda: objects.push_result(
+                spool, scope=sk.scope, transformation_key=tf_key, pdr_key=pdr_key, ok=ok
+            )
         )
-    ref = ResultRef(location=stored.location, size=stored.size, sha256=stored.sha256, ok=ok,
-                    creator=compute_service_id, pdr_key=pdr_key)
+    ref = ResultRef(
+        location=stored.location,
+        size=stored.size,
+        sha256=stored.sha256,
+        ok=ok,
+        creator=compute_service_id,
+        pdr_key=pdr_key,
+    )
     status = await run_in_threadpool(
         lambda: store.set_task_result(str(sk), ref, identifier=compute_service_id, tracebacks=tracebacks)
     )
-    return {"task": str(sk), "status": status, "location": stored.location, "sha256": stored.sha256,
-            "size": stored.size}
+    return {
+        "task": str(sk),
+        "status": status,
+        "location": stored.location,
+        "sha256": stored.sha256,
+        "size": stored.size,
+    }

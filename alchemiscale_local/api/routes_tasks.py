@@ -41,38 +41,53 @@ def _fill(keys: list[str | None], values: list) -> list:
 
 
 @router.post("/transformations/{transformation}/tasks", summary="Create tasks on a transformation")
-def create_tasks(transformation: str, body: CreateTasksBody, token: TokenData = Depends(user_token),
-                 store: Neo4jStore = Depends(get_store)) -> list[str]:
+def create_tasks(
+    transformation: str,
+    body: CreateTasksBody,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str]:
     tf = str(token.require_key(transformation))
     ext = str(token.require_key(body.extends)) if body.extends else None
     return store.create_tasks([tf] * body.count, [ext] * body.count, creator=token.identifier)
 
 
 @router.post("/bulk/transformations/tasks/create", summary="One task per listed transformation")
-def bulk_create_tasks(body: BulkCreateTasksBody, token: TokenData = Depends(user_token),
-                      store: Neo4jStore = Depends(get_store)) -> list[str]:
+def bulk_create_tasks(
+    body: BulkCreateTasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str]:
     tfs = [str(token.require_key(t)) for t in body.transformations]
     exts = [str(token.require_key(e)) if e else None for e in body.extends] if body.extends else None
     return store.create_tasks(tfs, exts, creator=token.identifier)
 
 
 @router.get("/transformations/{transformation}/tasks")
-def transformation_tasks(transformation: str, extends: str | None = None, status: str | None = None,
-                         token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)) -> list[str]:
+def transformation_tasks(
+    transformation: str,
+    extends: str | None = None,
+    status: str | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str]:
     tf = str(token.require_key(transformation))
     ext = str(token.require_key(extends)) if extends else None
     return store.get_transformation_tasks(tf, extends=ext, status=status)
 
 
 @router.get("/transformations/{transformation}/status")
-def transformation_status(transformation: str, token: TokenData = Depends(user_token),
-                          store: Neo4jStore = Depends(get_store)) -> dict[str, int]:
+def transformation_status(
+    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict[str, int]:
     return store.get_transformation_status(str(token.require_key(transformation)))
 
 
 @router.get("/tasks", summary="Query tasks by scope and status")
-def query_tasks(status: str | None = None, scope: str | None = None, token: TokenData = Depends(user_token),
-                store: Neo4jStore = Depends(get_store)) -> list[str]:
+def query_tasks(
+    status: str | None = None,
+    scope: str | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str]:
     out: set[str] = set()
     for sc in token.visible(parse_scope_param(scope)):
         out.update(store.query_tasks(scope=str(sc), status=status))
@@ -80,24 +95,30 @@ def query_tasks(status: str | None = None, scope: str | None = None, token: Toke
 
 
 @router.get("/tasks/{task}/transformation")
-def task_transformation(task: str, token: TokenData = Depends(user_token),
-                        store: Neo4jStore = Depends(get_store)) -> str:
+def task_transformation(
+    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> str:
     return store.get_task_transformation(str(token.require_key(task)))[0]
 
 
 @router.get("/tasks/{task}/networks")
-def task_networks(task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)) -> list[str]:
+def task_networks(
+    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str]:
     return store.get_task_networks(str(token.require_key(task)))
 
 
 @router.post("/tasks/{task}/networks/actioned")
-def task_actioned_networks(task: str, token: TokenData = Depends(user_token),
-                           store: Neo4jStore = Depends(get_store)) -> dict[str, float]:
+def task_actioned_networks(
+    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict[str, float]:
     return store.get_task_actioned_networks(str(token.require_key(task)))
 
 
 @router.get("/tasks/{task}/status")
-def task_status(task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)) -> str:
+def task_status(
+    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> str:
     status = store.get_task_status([str(token.require_key(task))])[0]
     if status is None:
         raise HTTPException(404, f"no task {task}")
@@ -105,82 +126,104 @@ def task_status(task: str, token: TokenData = Depends(user_token), store: Neo4jS
 
 
 @router.post("/bulk/tasks/status/get")
-def bulk_task_status(body: TasksBody, token: TokenData = Depends(user_token),
-                     store: Neo4jStore = Depends(get_store)) -> list[str | None]:
+def bulk_task_status(
+    body: TasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str | None]:
     keys = _visible_or_none(token, body.tasks)
     return _fill(keys, store.get_task_status([k for k in keys if k is not None]))
 
 
 @router.post("/bulk/tasks/status/set", summary="Set tasks to waiting, invalid or deleted (all or nothing)")
-def bulk_set_task_status(body: TaskStatusBody, token: TokenData = Depends(user_token),
-                         store: Neo4jStore = Depends(get_store)) -> list[str]:
+def bulk_set_task_status(
+    body: TaskStatusBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str]:
     return store.set_task_status([str(token.require_key(t)) for t in body.tasks], body.status)
 
 
 @router.post("/bulk/tasks/priority/get")
-def bulk_task_priority(body: TasksBody, token: TokenData = Depends(user_token),
-                       store: Neo4jStore = Depends(get_store)) -> list[int | None]:
+def bulk_task_priority(
+    body: TasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[int | None]:
     keys = _visible_or_none(token, body.tasks)
     return _fill(keys, store.get_task_priority([k for k in keys if k is not None]))
 
 
 @router.post("/bulk/tasks/priority/set")
-def bulk_set_task_priority(body: TaskPriorityBody, token: TokenData = Depends(user_token),
-                           store: Neo4jStore = Depends(get_store)) -> list[str | None]:
+def bulk_set_task_priority(
+    body: TaskPriorityBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str | None]:
     return store.set_task_priority([str(token.require_key(t)) for t in body.tasks], body.priority)
 
 
 @router.get("/networks/{network}/tasks")
-def network_tasks(network: str, status: str | None = None, token: TokenData = Depends(user_token),
-                  store: Neo4jStore = Depends(get_store)) -> list[str]:
+def network_tasks(
+    network: str,
+    status: str | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str]:
     return store.get_network_tasks(str(token.require_key(network)), status=status)
 
 
 @router.post("/networks/{network}/tasks/action", summary="Action tasks on the network's hub")
-def action_tasks(network: str, body: ActionBody, token: TokenData = Depends(user_token),
-                 store: Neo4jStore = Depends(get_store)) -> list[str | None]:
+def action_tasks(
+    network: str,
+    body: ActionBody,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str | None]:
     net = str(token.require_key(network))
     return store.action_tasks([str(token.require_key(t)) for t in body.tasks], net, body.weight)
 
 
 @router.post("/networks/{network}/tasks/cancel")
-def cancel_tasks(network: str, body: TasksBody, token: TokenData = Depends(user_token),
-                 store: Neo4jStore = Depends(get_store)) -> list[str | None]:
+def cancel_tasks(
+    network: str,
+    body: TasksBody,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list[str | None]:
     net = str(token.require_key(network))
     return store.cancel_tasks([str(token.require_key(t)) for t in body.tasks], net)
 
 
 @router.post("/networks/{network}/tasks/actioned", summary="Actioned tasks with their weights")
-def actioned_tasks(network: str, token: TokenData = Depends(user_token),
-                   store: Neo4jStore = Depends(get_store)) -> dict[str, float]:
+def actioned_tasks(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict[str, float]:
     return store.get_network_actioned_tasks(str(token.require_key(network)))
 
 
 @router.post("/bulk/networks/tasks/actioned")
-def bulk_actioned_tasks(body: NetworksBody, token: TokenData = Depends(user_token),
-                        store: Neo4jStore = Depends(get_store)) -> dict[str, dict[str, float]]:
+def bulk_actioned_tasks(
+    body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict[str, dict[str, float]]:
     return {n: store.get_network_actioned_tasks(str(token.require_key(n))) for n in body.networks}
 
 
 @router.get("/networks/{network}/status")
-def network_status(network: str, token: TokenData = Depends(user_token),
-                   store: Neo4jStore = Depends(get_store)) -> dict[str, int]:
+def network_status(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict[str, int]:
     return store.get_network_status([str(token.require_key(network))])[0]
 
 
 @router.post("/bulk/networks/status")
-def bulk_network_status(body: NetworksBody, token: TokenData = Depends(user_token),
-                        store: Neo4jStore = Depends(get_store)) -> list[dict[str, int]]:
+def bulk_network_status(
+    body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[dict[str, int]]:
     return store.get_network_status([str(token.require_key(n)) for n in body.networks])
 
 
 @router.get("/scopes/{scope}/status", summary="Task status counts over the visible sub-scopes")
-def scope_status(scope: str, network_state: str | None = None, token: TokenData = Depends(user_token),
-                 store: Neo4jStore = Depends(get_store)) -> dict[str, int]:
+def scope_status(
+    scope: str,
+    network_state: str | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> dict[str, int]:
     totals: dict[str, int] = {}
     for sc in token.visible(parse_scope_param(scope)):
         for status, n in store.get_scope_status(str(sc), network_state=network_state).items():
             totals[status] = totals.get(status, 0) + n
     return totals
-
-

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -59,10 +58,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(None, "--name", help="deployment name (settings.name)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory"),
-    config_dir: Optional[Path] = typer.Option(None, "--config-dir", help="config/secrets directory"),
-    launcher: Optional[LauncherChoice] = typer.Option(
+    name: str | None = typer.Option(None, "--name", help="deployment name (settings.name)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="data directory"),
+    config_dir: Path | None = typer.Option(None, "--config-dir", help="config/secrets directory"),
+    launcher: LauncherChoice | None = typer.Option(
         None, "--launcher", help="how to run Neo4j (settings.neo4j.launcher)"
     ),
     version: bool = typer.Option(

@@ -7,8 +7,9 @@ the global flags (``--name``, ``--data-dir``, ``--launcher``) in ``ctx.obj``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -82,8 +83,7 @@ def handle_errors(func: F) -> F:
             raise
         except ValidationError as exc:
             lines = [
-                f"  {'.'.join(str(p) for p in e['loc']) or '(settings)'}: {e['msg']}"
-                for e in exc.errors()
+                f"  {'.'.join(str(p) for p in e['loc']) or '(settings)'}: {e['msg']}" for e in exc.errors()
             ]
             raise fail("invalid settings:\n" + "\n".join(lines), EXIT_USAGE) from None
         except Neo4jLauncherError as exc:

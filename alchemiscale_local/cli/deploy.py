@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import typer
@@ -20,11 +20,15 @@ from alchemiscale_local.settings import Settings
 from ._common import console, fail, handle_errors, settings_from
 
 
-def _compute_overrides(gpus: str | None, per_gpu: int | None, cpu_services: int | None,
-                       api_port: int | None) -> dict[str, Any]:
+def _compute_overrides(
+    gpus: str | None, per_gpu: int | None, cpu_services: int | None, api_port: int | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    compute = {k: v for k, v in {"gpus": gpus, "per_gpu": per_gpu, "cpu_services": cpu_services}.items()
-               if v is not None}
+    compute = {
+        k: v
+        for k, v in {"gpus": gpus, "per_gpu": per_gpu, "cpu_services": cpu_services}.items()
+        if v is not None
+    }
     if compute:
         out["compute"] = compute
     if api_port is not None:
@@ -37,7 +41,9 @@ def _summary(settings: Settings, dep: Any) -> Panel:
         f"[bold]Neo4j[/]      {dep.neo4j.connection().uri} ({dep.neo4j.kind})",
         f"[bold]API[/]        {dep.api_url}",
         f"[bold]Services[/]   {len(dep.pool.specs) if dep.pool else 0}: "
-        + ", ".join(f"{s.name}" + (f" (GPU {s.gpu})" if s.gpu else "") for s in (dep.pool.specs if dep.pool else [])),
+        + ", ".join(
+            f"{s.name}" + (f" (GPU {s.gpu})" if s.gpu else "") for s in (dep.pool.specs if dep.pool else [])
+        ),
         f"[bold]Objects[/]    {settings.objectstore.url}",
         f"[bold]Credentials[/] {settings.credentials_file}",
         f"[bold]Logs[/]       {settings.log_dir / settings.name}",
@@ -51,9 +57,14 @@ def _status_table(store: Any, specs: dict[str, Any] | None = None) -> Table:
         table.add_column(col)
     now = time.time()
     for svc in store.list_computeservices():
-        table.add_row(svc["identifier"], svc["gpu"] or "-", str(svc["pid"]),
-                      f"{now - svc['heartbeat']:.0f} s" if svc.get("heartbeat") else "-",
-                      str(svc["failures"]), ", ".join(svc["tasks"]) or "idle")
+        table.add_row(
+            svc["identifier"],
+            svc["gpu"] or "-",
+            str(svc["pid"]),
+            f"{now - svc['heartbeat']:.0f} s" if svc.get("heartbeat") else "-",
+            str(svc["failures"]),
+            ", ".join(svc["tasks"]) or "idle",
+        )
     counts = store.get_scope_status("*-*-*")
     table.caption = "tasks: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
     return table
@@ -67,10 +78,10 @@ def register(app: typer.Typer) -> None:
     def up(
         ctx: typer.Context,
         detach: bool = typer.Option(False, "--detach", "-d", help="start in the background and return"),
-        gpus: Optional[str] = typer.Option(None, "--gpus", help="'auto', 'none' or device numbers '0,1'"),
-        per_gpu: Optional[int] = typer.Option(None, "--per-gpu", min=1, help="services per GPU"),
-        cpu_services: Optional[int] = typer.Option(None, "--cpu-services", min=0, help="CPU-only services"),
-        api_port: Optional[int] = typer.Option(None, "--api-port", min=0, max=65535),
+        gpus: str | None = typer.Option(None, "--gpus", help="'auto', 'none' or device numbers '0,1'"),
+        per_gpu: int | None = typer.Option(None, "--per-gpu", min=1, help="services per GPU"),
+        cpu_services: int | None = typer.Option(None, "--cpu-services", min=0, help="CPU-only services"),
+        api_port: int | None = typer.Option(None, "--api-port", min=0, max=65535),
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
@@ -136,7 +147,9 @@ def register(app: typer.Typer) -> None:
             ok = httpx.get(f"{state['api_url']}/ping", timeout=2).status_code == 200
         except httpx.HTTPError:
             ok = False
-        console.print(f"[bold]API[/]   {state['api_url']}  {'[green]up[/]' if ok else '[red]not answering[/]'}")
+        console.print(
+            f"[bold]API[/]   {state['api_url']}  {'[green]up[/]' if ok else '[red]not answering[/]'}"
+        )
         child = settings_from_file(Path(state["settings_file"]))
         neo = child.neo4j
         console.print(f"[bold]Neo4j[/] {neo.uri}")
@@ -153,7 +166,9 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def logs_cmd(
         ctx: typer.Context,
-        component: Optional[str] = typer.Argument(None, help="neo4j, api, or a compute service name; all if omitted"),
+        component: str | None = typer.Argument(
+            None, help="neo4j, api, or a compute service name; all if omitted"
+        ),
         lines: int = typer.Option(40, "--lines", "-n", min=1),
         follow: bool = typer.Option(False, "--follow", "-f"),
     ) -> None:
@@ -193,7 +208,9 @@ def _detach(settings: Settings) -> None:
     from alchemiscale_local.deployment import read_state
     from alchemiscale_local.launchers.processes import python_env, spawn
 
-    argv = [sys.executable, "-m", "alchemiscale_local.cli"] + [a for a in sys.argv[1:] if a not in ("--detach", "-d")]
+    argv = [sys.executable, "-m", "alchemiscale_local.cli"] + [
+        a for a in sys.argv[1:] if a not in ("--detach", "-d")
+    ]
     argv += ["--no-live"]
     log_path = settings.log_dir / settings.name / "up.log"
     proc, _record = spawn("up", argv, log_path, env=python_env())
@@ -201,14 +218,17 @@ def _detach(settings: Settings) -> None:
     with console.status("starting in the background..."):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise fail(f"`up` exited with status {proc.returncode}; see {log_path}:\n"
-                           + "\n".join(log_path.read_text(errors='replace').splitlines()[-20:]))
+                raise fail(
+                    f"`up` exited with status {proc.returncode}; see {log_path}:\n"
+                    + "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+                )
             state = read_state(settings)
             if state and state.get("owner_pid") == proc.pid and state.get("api_url"):
-                console.print(f"deployment {settings.name!r} is up: API {state['api_url']} "
-                              f"(pid {proc.pid}; `alchemiscale-local status`, `alchemiscale-local down`)")
+                console.print(
+                    f"deployment {settings.name!r} is up: API {state['api_url']} "
+                    f"(pid {proc.pid}; `alchemiscale-local status`, `alchemiscale-local down`)"
+                )
                 return
             time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     raise fail(f"the deployment did not become ready in time; see {log_path}")
-

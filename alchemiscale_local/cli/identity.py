@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -16,8 +15,9 @@ from alchemiscale_local.settings import Settings
 
 from ._common import console, fail, handle_errors, settings_from
 
-app = typer.Typer(help="Manage user and compute identities (needs the deployment's Neo4j running).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Manage user and compute identities (needs the deployment's Neo4j running).", no_args_is_help=True
+)
 
 
 @contextlib.contextmanager
@@ -34,8 +34,10 @@ def open_store(settings: Settings) -> Iterator[Neo4jStore]:
     else:
         launcher = get_launcher(settings)
         if not launcher.is_running():
-            raise fail(f"Neo4j of deployment {settings.name!r} is not running: "
-                       "start it with `alchemiscale-local up --detach` or `alchemiscale-local neo4j start`")
+            raise fail(
+                f"Neo4j of deployment {settings.name!r} is not running: "
+                "start it with `alchemiscale-local up --detach` or `alchemiscale-local neo4j start`"
+            )
         conn = launcher.connection()
         uri, user, password, database = conn.uri, conn.user, conn.password, conn.database
     store = Neo4jStore.connect(uri, user, password, database)
@@ -53,7 +55,7 @@ def add(
     identifier: str = typer.Argument(..., help="the identity's name"),
     kind: str = typer.Option("user", "--kind", help="user or compute"),
     scope: list[str] = typer.Option(["*-*-*"], "--scope", help="scope it may access (repeatable)"),
-    key: Optional[str] = typer.Option(None, "--key", help="its key (default: generated and printed once)"),
+    key: str | None = typer.Option(None, "--key", help="its key (default: generated and printed once)"),
 ) -> None:
     """Create an identity and print its key (shown only now)."""
     settings = settings_from(ctx)
@@ -68,7 +70,7 @@ def add(
 
 @app.command("list")
 @handle_errors
-def list_(ctx: typer.Context, kind: Optional[str] = typer.Option(None, "--kind")) -> None:
+def list_(ctx: typer.Context, kind: str | None = typer.Option(None, "--kind")) -> None:
     """List identities (keys are never shown)."""
     settings = settings_from(ctx)
     with open_store(settings) as store:
@@ -77,8 +79,13 @@ def list_(ctx: typer.Context, kind: Optional[str] = typer.Option(None, "--kind")
     for col in ("identifier", "kind", "scopes", "disabled", "expires"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["identifier"], r["kind"], ", ".join(r["scopes"] or []), str(r["disabled"]),
-                      str(r["expires"] or "-"))
+        table.add_row(
+            r["identifier"],
+            r["kind"],
+            ", ".join(r["scopes"] or []),
+            str(r["disabled"]),
+            str(r["expires"] or "-"),
+        )
     console.print(table)
 
 

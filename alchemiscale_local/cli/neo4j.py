@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -32,9 +32,7 @@ def _docker_answers() -> bool:
 def _fetch(settings: Settings, force: bool = False) -> None:
     from alchemiscale_local.launchers.neo4j.fetch import cached_info, fetch_jars
 
-    with console.status(
-        f"Resolving Neo4j {settings.neo4j.version} jars with Maven (one-off, ~120 MB)..."
-    ):
+    with console.status(f"Resolving Neo4j {settings.neo4j.version} jars with Maven (one-off, ~120 MB)..."):
         fetch_jars(settings, force=force)
     info = cached_info(settings) or {}
     console.print(
@@ -86,7 +84,7 @@ def _launchers(settings: Settings) -> list[Any]:
 @handle_errors
 def start(
     ctx: typer.Context,
-    port: Optional[int] = typer.Option(None, "--port", help="Bolt port (0 = pick a free one)"),
+    port: int | None = typer.Option(None, "--port", help="Bolt port (0 = pick a free one)"),
     as_json: bool = typer.Option(False, "--json", help="print the connection as JSON"),
 ) -> None:
     """Start Neo4j (fetching the jars first if needed) and wait until Bolt answers."""

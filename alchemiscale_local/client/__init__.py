@@ -1,8 +1,8 @@
 """Clients of an alchemiscale-local deployment.
 
-    from alchemiscale_local.client import AlchemiscaleLocalClient
-    client = AlchemiscaleLocalClient()          # credentials from env or the deployment's file
-    net = client.create_network(network, "org-campaign-project")
+from alchemiscale_local.client import AlchemiscaleLocalClient
+client = AlchemiscaleLocalClient()          # credentials from env or the deployment's file
+net = client.create_network(network, "org-campaign-project")
 """
 
 from .compute import ComputeClient

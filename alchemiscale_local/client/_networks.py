@@ -44,8 +44,15 @@ class NetworksMixin(BaseClient):
         return bool(self._get(f"/exists/{seg(scoped_key)}"))
 
     # -- networks -------------------------------------------------------------------------
-    def create_network(self, network: Any, scope: Scope | str, state: str = "active", *,
-                       compress: bool = True, visualize: bool = True) -> ScopedKey:
+    def create_network(
+        self,
+        network: Any,
+        scope: Scope | str,
+        state: str = "active",
+        *,
+        compress: bool = True,
+        visualize: bool = True,
+    ) -> ScopedKey:
         """Submit a network (gufe AlchemicalNetwork, keyed chain, JSON text or path) into a specific scope.
 
         Idempotent: submitting the same network again returns the same ScopedKey.
@@ -61,21 +68,25 @@ class NetworksMixin(BaseClient):
         """The network: a gufe AlchemicalNetwork, or its keyed chain without gufe."""
         return self._document("networks", network, visualize, "network")
 
-    def query_networks(self, name: str | None = None, scope: Scope | str | None = None,
-                       state: str | None = "active") -> list[ScopedKey]:
+    def query_networks(
+        self, name: str | None = None, scope: Scope | str | None = None, state: str | None = "active"
+    ) -> list[ScopedKey]:
         """Networks whose name matches the regex ``name``, in ``scope``, in ``state`` (None: any)."""
         return self._keys("/networks", name=name, scope=_scope_str(scope), state=state or "")
 
-    def set_networks_state(self, networks: list[SK], states: list[str], *,
-                           batch_size: int = 1000) -> list[ScopedKey | None]:
+    def set_networks_state(
+        self, networks: list[SK], states: list[str], *, batch_size: int = 1000
+    ) -> list[ScopedKey | None]:
         """Set each network's state (active, inactive, invalid, deleted); None for unknown networks."""
         if len(networks) != len(states):
             raise ValueError("networks and states must have the same length")
         out: list[ScopedKey | None] = []
-        pairs = list(zip([sk_str(n) for n in networks], states))
+        pairs = list(zip([sk_str(n) for n in networks], states, strict=False))
         for chunk in batched(pairs, batch_size):
-            got = self._post("/bulk/networks/state/set",
-                             {"networks": [n for n, _ in chunk], "states": [s for _, s in chunk]})
+            got = self._post(
+                "/bulk/networks/state/set",
+                {"networks": [n for n, _ in chunk], "states": [s for _, s in chunk]},
+            )
             out.extend(to_sk(k) for k in got)
         return out
 
@@ -107,13 +118,17 @@ class NetworksMixin(BaseClient):
             out.extend(self._post("/bulk/networks/weight/get", {"networks": list(chunk)}))
         return out
 
-    def set_networks_weight(self, networks: list[SK], weights: list[float], *, batch_size: int = 1000) -> None:
+    def set_networks_weight(
+        self, networks: list[SK], weights: list[float], *, batch_size: int = 1000
+    ) -> None:
         if len(networks) != len(weights):
             raise ValueError("networks and weights must have the same length")
-        pairs = list(zip([sk_str(n) for n in networks], weights))
+        pairs = list(zip([sk_str(n) for n in networks], weights, strict=False))
         for chunk in batched(pairs, batch_size):
-            self._post("/bulk/networks/weight/set",
-                       {"networks": [n for n, _ in chunk], "weights": [w for _, w in chunk]})
+            self._post(
+                "/bulk/networks/weight/set",
+                {"networks": [n for n, _ in chunk], "weights": [w for _, w in chunk]},
+            )
 
     def get_network_transformations(self, network: SK) -> list[ScopedKey]:
         """Transformations and NonTransformations of a network (the authoritative keys)."""
@@ -129,10 +144,14 @@ class NetworksMixin(BaseClient):
         return self._keys(f"/chemicalsystems/{seg(chemicalsystem)}/networks")
 
     # -- transformations and chemical systems ---------------------------------------------
-    def query_transformations(self, name: str | None = None, scope: Scope | str | None = None) -> list[ScopedKey]:
+    def query_transformations(
+        self, name: str | None = None, scope: Scope | str | None = None
+    ) -> list[ScopedKey]:
         return self._keys("/transformations", name=name, scope=_scope_str(scope))
 
-    def query_chemicalsystems(self, name: str | None = None, scope: Scope | str | None = None) -> list[ScopedKey]:
+    def query_chemicalsystems(
+        self, name: str | None = None, scope: Scope | str | None = None
+    ) -> list[ScopedKey]:
         return self._keys("/chemicalsystems", name=name, scope=_scope_str(scope))
 
     def get_transformation(self, transformation: SK, *, visualize: bool = True) -> Any:
@@ -152,18 +171,23 @@ class NetworksMixin(BaseClient):
     # -- restart patterns -------------------------------------------------------------------
     def add_task_restart_patterns(self, network: SK, patterns: list[str], num_allowed_restarts: int) -> None:
         """Restart errored tasks of the network whose tracebacks match a pattern (regex)."""
-        self._post(f"/networks/{seg(network)}/restartpatterns/add",
-                   {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts})
+        self._post(
+            f"/networks/{seg(network)}/restartpatterns/add",
+            {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts},
+        )
 
     def get_task_restart_patterns(self, network: SK) -> dict[str, int]:
         """``{pattern: allowed restarts}`` of the network."""
         key = sk_str(network)
         return self._post("/bulk/networks/restartpatterns/get", {"networks": [key]})[key]
 
-    def set_task_restart_patterns_allowed_restarts(self, network: SK, patterns: list[str],
-                                                   num_allowed_restarts: int) -> None:
-        self._post(f"/networks/{seg(network)}/restartpatterns/maxretries",
-                   {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts})
+    def set_task_restart_patterns_allowed_restarts(
+        self, network: SK, patterns: list[str], num_allowed_restarts: int
+    ) -> None:
+        self._post(
+            f"/networks/{seg(network)}/restartpatterns/maxretries",
+            {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts},
+        )
 
     def remove_task_restart_patterns(self, network: SK, patterns: list[str]) -> None:
         self._post(f"/networks/{seg(network)}/restartpatterns/remove", {"patterns": list(patterns)})

@@ -50,18 +50,25 @@ class ResultsMixin(BaseClient):
         return self._get(path)
 
     def _fetch(self, transformation: str, ref: dict[str, Any], kind: str) -> bytes:
-        resp = self._request("GET", f"/transformations/{transformation}/{kind}/{ref['pdr_key']}",
-                             headers={"Accept-Encoding": "identity"})
+        resp = self._request(
+            "GET",
+            f"/transformations/{transformation}/{kind}/{ref['pdr_key']}",
+            headers={"Accept-Encoding": "identity"},
+        )
         data = resp.content
         header = resp.headers.get("X-Content-SHA256")
         expected = ref.get("sha256") or header
         if header and expected and header.lower() != expected.lower():
-            raise ResultIntegrityError(resp.status_code, f"result {ref['pdr_key']}: server checksum {header} "
-                                                         f"differs from the reference {expected}")
+            raise ResultIntegrityError(
+                resp.status_code,
+                f"result {ref['pdr_key']}: server checksum {header} differs from the reference {expected}",
+            )
         verify_sha256(data, expected, what=f"result {ref['pdr_key']}")
         return data
 
-    def _fetch_all(self, transformation: str, refs: list[dict[str, Any]], kind: str, visualize: bool) -> list[bytes]:
+    def _fetch_all(
+        self, transformation: str, refs: list[dict[str, Any]], kind: str, visualize: bool
+    ) -> list[bytes]:
         with display.progress(f"fetching {len(refs)} {kind}", len(refs), visualize) as advance:
             return self._map(lambda r: self._fetch(transformation, r, kind), refs, progress=advance)
 
@@ -73,8 +80,9 @@ class ResultsMixin(BaseClient):
             return [gather_results(chain, [d]) for d in datas]
         return gather_results(chain, datas) if datas else None
 
-    def get_transformation_results(self, transformation: SK, return_as: ResultFormat = "ProtocolResult",
-                                   *, visualize: bool = True) -> Any:
+    def get_transformation_results(
+        self, transformation: SK, return_as: ResultFormat = "ProtocolResult", *, visualize: bool = True
+    ) -> Any:
         """Successful results of a transformation.
 
         ``'ProtocolResult'``: one gathered estimate (None without results); ``'ProtocolResults'``:
@@ -90,8 +98,9 @@ class ResultsMixin(BaseClient):
             return refs
         return self._shape(tf, refs, self._fetch_all(tf, refs, "results", visualize), return_as)
 
-    def get_transformation_failures(self, transformation: SK, return_as: FailureFormat = "ProtocolDAGResults",
-                                    *, visualize: bool = True) -> list[Any]:
+    def get_transformation_failures(
+        self, transformation: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+    ) -> list[Any]:
         """Failed results of a transformation (documents, or ``'refs'`` with tracebacks)."""
         tf = seg(transformation)
         refs = self._refs(f"/transformations/{tf}/failures")
@@ -105,37 +114,49 @@ class ResultsMixin(BaseClient):
         out: list[bytes] = []
         with display.progress(f"fetching {len(refs)} results", len(refs), visualize) as advance:
             for start in range(0, len(refs), batch):
-                chunk = refs[start:start + batch]
-                resp = self._request("POST", "/bulk/results/download",
-                                     json_body={"locations": [r["location"] for r in chunk]},
-                                     headers={"Accept-Encoding": "identity"})
+                chunk = refs[start : start + batch]
+                resp = self._request(
+                    "POST",
+                    "/bulk/results/download",
+                    json_body={"locations": [r["location"] for r in chunk]},
+                    headers={"Accept-Encoding": "identity"},
+                )
                 body = resp.content
                 newline = body.index(b"\n")
                 header = json.loads(body[:newline])
                 offset = newline + 1
-                for ref, entry in zip(chunk, header):
-                    data = body[offset:offset + entry["size"]]
+                for ref, entry in zip(chunk, header, strict=False):
+                    data = body[offset : offset + entry["size"]]
                     offset += entry["size"]
                     verify_sha256(data, ref["sha256"], what=f"result at {ref['location']}")
                     out.append(data)
                     advance(1)
         return out
 
-    def _network_results(self, network: SK, ok: bool, return_as: str, visualize: bool) -> dict[ScopedKey, Any]:
+    def _network_results(
+        self, network: SK, ok: bool, return_as: str, visualize: bool
+    ) -> dict[ScopedKey, Any]:
         net = sk_str(network)
         tfs = self._get(f"/networks/{seg(net)}/transformations")
         refs: dict[str, list[dict[str, Any]]] = {}
         for start in range(0, len(tfs), 1000):
-            refs.update(self._post("/bulk/transformations/results",
-                                   {"transformations": tfs[start:start + 1000], "ok": ok}))
+            refs.update(
+                self._post(
+                    "/bulk/transformations/results", {"transformations": tfs[start : start + 1000], "ok": ok}
+                )
+            )
         if return_as == "refs":
             return {ScopedKey.from_str(tf): refs[tf] for tf in tfs}
         flat = [r for tf in tfs for r in refs[tf]]
         datas = iter(self._download(flat, visualize))
         per_tf = {tf: [next(datas) for _ in refs[tf]] for tf in tfs}
         if return_as == "ProtocolDAGResults":
-            return {ScopedKey.from_str(tf): [from_keyed_chain(decode_result(d), self._as_gufe) for d in per_tf[tf]]
-                    for tf in tfs}
+            return {
+                ScopedKey.from_str(tf): [
+                    from_keyed_chain(decode_result(d), self._as_gufe) for d in per_tf[tf]
+                ]
+                for tf in tfs
+            }
         # Gather each transformation from its subchain of the network (one download, not one per edge).
         chain = self._network_chain(net)
         out: dict[ScopedKey, Any] = {}
@@ -159,8 +180,9 @@ class ResultsMixin(BaseClient):
             cache.popitem(last=False)
         return chain
 
-    def get_network_results(self, network: SK, return_as: ResultFormat = "ProtocolResult",
-                            *, visualize: bool = True) -> dict[ScopedKey, Any]:
+    def get_network_results(
+        self, network: SK, return_as: ResultFormat = "ProtocolResult", *, visualize: bool = True
+    ) -> dict[ScopedKey, Any]:
         """``{transformation: result}`` over the network, as ``get_transformation_results`` shapes it.
 
         Bulk: one request for every reference, results downloaded in bundles, and each
@@ -170,8 +192,9 @@ class ResultsMixin(BaseClient):
             raise ValueError(f"unknown return_as {return_as!r}")
         return self._network_results(network, True, return_as, visualize)
 
-    def get_network_failures(self, network: SK, return_as: FailureFormat = "ProtocolDAGResults",
-                             *, visualize: bool = True) -> dict[ScopedKey, list[Any]]:
+    def get_network_failures(
+        self, network: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+    ) -> dict[ScopedKey, list[Any]]:
         """``{transformation: [failed result documents]}`` (or their ``'refs'``, with tracebacks)."""
         if return_as not in ("ProtocolDAGResults", "refs"):
             raise ValueError(f"unknown return_as {return_as!r}")
@@ -187,12 +210,14 @@ class ResultsMixin(BaseClient):
         datas = self._fetch_all(tf, refs, kind, visualize)
         return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
 
-    def get_task_results(self, task: SK, return_as: FailureFormat = "ProtocolDAGResults",
-                         *, visualize: bool = True) -> list[Any]:
+    def get_task_results(
+        self, task: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+    ) -> list[Any]:
         """Successful result documents of one task (or their ``'refs'``)."""
         return self._task_docs(task, "results", return_as, visualize)
 
-    def get_task_failures(self, task: SK, return_as: FailureFormat = "ProtocolDAGResults",
-                          *, visualize: bool = True) -> list[Any]:
+    def get_task_failures(
+        self, task: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+    ) -> list[Any]:
         """Failed result documents of one task (or their ``'refs'``, with tracebacks)."""
         return self._task_docs(task, "failures", return_as, visualize)

@@ -22,8 +22,9 @@ class TasksMixin(BaseClient):
         got = self._post(f"/transformations/{seg(transformation)}/tasks", body, idempotent=False)
         return [ScopedKey.from_str(k) for k in got]
 
-    def create_transformations_tasks(self, transformations: list[SK], extends: list[SK | None] | None = None,
-                                     *, batch_size: int = 1000) -> list[ScopedKey]:
+    def create_transformations_tasks(
+        self, transformations: list[SK], extends: list[SK | None] | None = None, *, batch_size: int = 1000
+    ) -> list[ScopedKey]:
         """One task per listed transformation (repeat one for several); ``extends`` is a parallel list."""
         tfs = [sk_str(t) for t in transformations]
         exts = [sk_str(e) if e is not None else None for e in extends] if extends is not None else None
@@ -31,8 +32,10 @@ class TasksMixin(BaseClient):
             raise ValueError("extends must have the same length as transformations")
         out: list[ScopedKey] = []
         for start in range(0, len(tfs), batch_size):
-            body = {"transformations": tfs[start : start + batch_size],
-                    "extends": exts[start : start + batch_size] if exts is not None else None}
+            body = {
+                "transformations": tfs[start : start + batch_size],
+                "extends": exts[start : start + batch_size] if exts is not None else None,
+            }
             got = self._post("/bulk/transformations/tasks/create", body, idempotent=False)
             out.extend(ScopedKey.from_str(k) for k in got)
         return out
@@ -49,15 +52,22 @@ class TasksMixin(BaseClient):
     def get_task_networks(self, task: SK) -> list[ScopedKey]:
         return self._keys(f"/tasks/{seg(task)}/networks")
 
-    def get_transformation_tasks(self, transformation: SK, extends: SK | None = None,
-                                 return_as: Literal["list", "graph"] = "list",
-                                 status: str | None = None) -> Any:
+    def get_transformation_tasks(
+        self,
+        transformation: SK,
+        extends: SK | None = None,
+        return_as: Literal["list", "graph"] = "list",
+        status: str | None = None,
+    ) -> Any:
         """Tasks of a transformation; ``extends`` restricts to tasks extending that one.
 
         ``return_as='graph'`` gives a networkx DiGraph with an edge task -> extended task.
         """
-        tasks = self._keys(f"/transformations/{seg(transformation)}/tasks",
-                           extends=sk_str(extends) if extends is not None else None, status=status)
+        tasks = self._keys(
+            f"/transformations/{seg(transformation)}/tasks",
+            extends=sk_str(extends) if extends is not None else None,
+            status=status,
+        )
         if return_as == "list":
             return tasks
         if return_as != "graph":
@@ -71,7 +81,7 @@ class TasksMixin(BaseClient):
         def children(task: ScopedKey) -> list[ScopedKey]:
             return self._keys(f"/transformations/{tf}/tasks", extends=str(task), status=status)
 
-        for parent, kids in zip(tasks, self._map(children, tasks)):
+        for parent, kids in zip(tasks, self._map(children, tasks), strict=False):
             for kid in kids:
                 if kid in graph:
                     graph.add_edge(kid, parent)
@@ -81,8 +91,14 @@ class TasksMixin(BaseClient):
         return ScopedKey.from_str(self._get(f"/tasks/{seg(task)}/transformation"))
 
     # -- actioning ------------------------------------------------------------------------
-    def action_tasks(self, tasks: list[SK], network: SK, weight: float | list[float] | None = None,
-                     *, batch_size: int = 1000) -> list[ScopedKey | None]:
+    def action_tasks(
+        self,
+        tasks: list[SK],
+        network: SK,
+        weight: float | list[float] | None = None,
+        *,
+        batch_size: int = 1000,
+    ) -> list[ScopedKey | None]:
         """Add tasks to the network's hub (None for tasks that cannot be actioned there).
 
         A non-None ``weight`` (one number, or one per task) also re-weights tasks already actioned.
@@ -93,8 +109,10 @@ class TasksMixin(BaseClient):
         out: list[ScopedKey | None] = []
         for start in range(0, len(keys), batch_size):
             w = weight[start : start + batch_size] if isinstance(weight, list) else weight
-            got = self._post(f"/networks/{seg(network)}/tasks/action",
-                             {"tasks": keys[start : start + batch_size], "weight": w})
+            got = self._post(
+                f"/networks/{seg(network)}/tasks/action",
+                {"tasks": keys[start : start + batch_size], "weight": w},
+            )
             out.extend(to_sk(k) for k in got)
         return out
 
@@ -112,8 +130,9 @@ class TasksMixin(BaseClient):
         weights = {ScopedKey.from_str(k): w for k, w in got.items()}
         return weights if task_weights else list(weights)
 
-    def get_networks_actioned_tasks(self, networks: list[SK], task_weights: bool = False,
-                                    *, batch_size: int = 1000) -> list[Any]:
+    def get_networks_actioned_tasks(
+        self, networks: list[SK], task_weights: bool = False, *, batch_size: int = 1000
+    ) -> list[Any]:
         """:meth:`get_network_actioned_tasks` for several networks, in input order."""
         out: list[Any] = []
         for chunk in batched([sk_str(n) for n in networks], batch_size):
@@ -130,7 +149,9 @@ class TasksMixin(BaseClient):
         return weights if task_weights else list(weights)
 
     # -- status and priority ----------------------------------------------------------------
-    def set_tasks_status(self, tasks: list[SK], status: str, *, batch_size: int = 1000) -> list[ScopedKey | None]:
+    def set_tasks_status(
+        self, tasks: list[SK], status: str, *, batch_size: int = 1000
+    ) -> list[ScopedKey | None]:
         """Set tasks to waiting, invalid or deleted (each batch all or nothing)."""
         out: list[ScopedKey | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
@@ -145,7 +166,9 @@ class TasksMixin(BaseClient):
             out.extend(self._post("/bulk/tasks/status/get", {"tasks": list(chunk)}))
         return out
 
-    def set_tasks_priority(self, tasks: list[SK], priority: int, *, batch_size: int = 1000) -> list[ScopedKey | None]:
+    def set_tasks_priority(
+        self, tasks: list[SK], priority: int, *, batch_size: int = 1000
+    ) -> list[ScopedKey | None]:
         """Set the priority (1 .. 2**63-1; lower runs first); None for missing tasks."""
         out: list[ScopedKey | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
@@ -160,8 +183,9 @@ class TasksMixin(BaseClient):
         return out
 
     # -- status summaries -------------------------------------------------------------------
-    def get_scope_status(self, scope: Scope | str | None = None, visualize: bool = True,
-                         network_state: str | None = "active") -> dict[str, int]:
+    def get_scope_status(
+        self, scope: Scope | str | None = None, visualize: bool = True, network_state: str | None = "active"
+    ) -> dict[str, int]:
         """Task counts by status in the accessible sub-scopes of ``scope``.
 
         Only tasks of networks in ``network_state`` count (None: every task).

@@ -124,7 +124,7 @@ class BaseClient:
         """Close the connection pool."""
         self._http.close()
 
-    def __enter__(self) -> "BaseClient":
+    def __enter__(self) -> BaseClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -133,7 +133,10 @@ class BaseClient:
     # -- auth ---------------------------------------------------------------------------
     def _fetch_token(self) -> str:
         resp = self._request(
-            "POST", "/token", json_body={"identifier": self.identifier, "key": self.credentials.key}, auth=False
+            "POST",
+            "/token",
+            json_body={"identifier": self.identifier, "key": self.credentials.key},
+            auth=False,
         )
         token = resp.json().get("access_token")
         if not isinstance(token, str):
@@ -200,14 +203,16 @@ class BaseClient:
                         None,
                         f"the connection to {self.api_url} failed during the call ({type(exc).__name__}: "
                         f"{exc}); it may or may not have taken effect, so it was not repeated",
-                        method=method, url=path,
+                        method=method,
+                        url=path,
                     ) from exc
                 if attempt >= self.max_retries:
                     raise ServerUnavailable(
                         None,
                         f"cannot reach the API at {self.api_url}: {type(exc).__name__}: {exc} "
                         f"(gave up after {attempt + 1} attempts); is the server running?",
-                        method=method, url=path,
+                        method=method,
+                        url=path,
                     ) from exc
                 delay = self._backoff(attempt)
                 log.info("%s %s: %s; retrying in %.1f s", method, path, type(exc).__name__, delay)
@@ -244,14 +249,33 @@ class BaseClient:
         """GET a list of key strings as ScopedKeys."""
         return [ScopedKey.from_str(k) for k in self._get(path, **params)]
 
-    def _post(self, path: str, body: Any = None, *, params: dict[str, Any] | None = None,
-              compress: bool | None = None, idempotent: bool = True) -> Any:
-        resp = self._request("POST", path, params=params, json_body=body if body is not None else {},
-                             compress=compress, idempotent=idempotent)
+    def _post(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+        compress: bool | None = None,
+        idempotent: bool = True,
+    ) -> Any:
+        resp = self._request(
+            "POST",
+            path,
+            params=params,
+            json_body=body if body is not None else {},
+            compress=compress,
+            idempotent=idempotent,
+        )
         return resp.json() if resp.content else None
 
-    def _map(self, fn: Callable[[T], R], items: Sequence[T], *, workers: int = 8,
-             progress: Callable[[], Any] | None = None) -> list[R]:
+    def _map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        workers: int = 8,
+        progress: Callable[[], Any] | None = None,
+    ) -> list[R]:
         """``[fn(x) for x in items]`` on a thread pool, in input order."""
         if len(items) <= 1:
             out = [fn(x) for x in items]
@@ -285,6 +309,8 @@ class BaseClient:
 
     def get_scopes(self) -> list[Scope]:
         """The scopes this identity may access, sorted."""
-        return sorted((Scope.from_str(s) for s in self._get(f"/identities/{seg(self.identifier)}/scopes")), key=str)
+        return sorted(
+            (Scope.from_str(s) for s in self._get(f"/identities/{seg(self.identifier)}/scopes")), key=str
+        )
 
     list_scopes = get_scopes

@@ -32,11 +32,23 @@ class ComputeClient(BaseClient):
     credentials_section = "compute"
 
     # -- registration -------------------------------------------------------------------
-    def register(self, compute_service_id: str, *, hostname: str | None = None, pid: int | None = None,
-                 gpu: str | None = None, runtimes: list[str] | None = None) -> str:
+    def register(
+        self,
+        compute_service_id: str,
+        *,
+        hostname: str | None = None,
+        pid: int | None = None,
+        gpu: str | None = None,
+        runtimes: list[str] | None = None,
+    ) -> str:
         """Register (or re-register) a compute service; returns its identifier."""
-        body = {"identifier": compute_service_id, "hostname": hostname or socket.gethostname(),
-                "pid": os.getpid() if pid is None else pid, "gpu": gpu, "runtimes": list(runtimes or [])}
+        body = {
+            "identifier": compute_service_id,
+            "hostname": hostname or socket.gethostname(),
+            "pid": os.getpid() if pid is None else pid,
+            "gpu": gpu,
+            "runtimes": list(runtimes or []),
+        }
         return self._post(f"/compute/computeservice/{seg(compute_service_id)}/register", body)
 
     def heartbeat(self, compute_service_id: str) -> str:
@@ -48,12 +60,20 @@ class ComputeClient(BaseClient):
         return self._post(f"/compute/computeservice/{seg(compute_service_id)}/deregister")
 
     # -- claims and inputs ----------------------------------------------------------------
-    def claim_tasks(self, compute_service_id: str, count: int = 1, scopes: list[Scope | str] | None = None,
-                    protocols: list[str] | None = None) -> list[ScopedKey | None] | None:
+    def claim_tasks(
+        self,
+        compute_service_id: str,
+        count: int = 1,
+        scopes: list[Scope | str] | None = None,
+        protocols: list[str] | None = None,
+    ) -> list[ScopedKey | None] | None:
         """Claim up to ``count`` tasks; a list padded with None, or None when the service is denied."""
-        body: dict[str, Any] = {"compute_service_id": compute_service_id, "count": count,
-                                "scopes": [str(s) for s in (scopes or ["*-*-*"])],
-                                "protocols": list(protocols) if protocols else None}
+        body: dict[str, Any] = {
+            "compute_service_id": compute_service_id,
+            "count": count,
+            "scopes": [str(s) for s in (scopes or ["*-*-*"])],
+            "protocols": list(protocols) if protocols else None,
+        }
         got = self._post("/compute/claim", body, idempotent=False)
         return None if got is None else [to_sk(k) for k in got]
 
@@ -68,14 +88,21 @@ class ComputeClient(BaseClient):
 
     def get_extends_result(self, task: SK) -> bytes:
         """zstd bytes of the successful result the task extends (sha256 checked)."""
-        resp = self._request("GET", f"/compute/tasks/{seg(task)}/extends/result",
-                             headers={"Accept-Encoding": "identity"})
+        resp = self._request(
+            "GET", f"/compute/tasks/{seg(task)}/extends/result", headers={"Accept-Encoding": "identity"}
+        )
         verify_sha256(resp.content, resp.headers.get("X-Content-SHA256"), what=f"extended result of {task}")
         return resp.content
 
     # -- results -------------------------------------------------------------------------
-    def push_result(self, task: SK, compute_service_id: str, pdr_key: str, ok: bool,
-                    data: bytes | bytearray | memoryview | str | Path | IO[bytes]) -> dict[str, Any]:
+    def push_result(
+        self,
+        task: SK,
+        compute_service_id: str,
+        pdr_key: str,
+        ok: bool,
+        data: bytes | bytearray | memoryview | str | Path | IO[bytes],
+    ) -> dict[str, Any]:
         """Upload a ProtocolDAGResult (zstd keyed-chain JSON), streamed from bytes, a path or a file.
 
         Returns ``{task, status, location, sha256, size}``. ConflictError when the service no
@@ -99,7 +126,17 @@ class ComputeClient(BaseClient):
                 return _file_chunks(data)
         else:
             raise ValidationError(None, "data must be bytes, a path or a binary file object")
-        params = {"compute_service_id": compute_service_id, "pdr_key": pdr_key, "ok": "true" if ok else "false"}
-        resp = self._request("POST", f"/compute/tasks/{seg(task)}/results", params=params, content=content,
-                             headers={"Content-Type": "application/zstd"}, idempotent=False)
+        params = {
+            "compute_service_id": compute_service_id,
+            "pdr_key": pdr_key,
+            "ok": "true" if ok else "false",
+        }
+        resp = self._request(
+            "POST",
+            f"/compute/tasks/{seg(task)}/results",
+            params=params,
+            content=content,
+            headers={"Content-Type": "application/zstd"},
+            idempotent=False,
+        )
         return resp.json()

@@ -68,12 +68,16 @@ def resolve_credentials(
     Raises :class:`AuthError` naming every place it looked when a value is missing.
     """
     explicit = {"api_url": api_url, "identifier": identifier, "key": key}
-    env = {"api_url": os.environ.get(ENV_URL), "identifier": os.environ.get(ENV_ID),
-           "key": os.environ.get(ENV_KEY)}
+    env = {
+        "api_url": os.environ.get(ENV_URL),
+        "identifier": os.environ.get(ENV_ID),
+        "key": os.environ.get(ENV_KEY),
+    }
     for name, value in explicit.items():
         if value is not None and env[name] and env[name] != value:
-            warnings.warn(f"{name} given explicitly overrides a different value in the environment",
-                          stacklevel=3)
+            warnings.warn(
+                f"{name} given explicitly overrides a different value in the environment", stacklevel=3
+            )
     path = Path(credentials_file) if credentials_file is not None else default_credentials_file()
     from_file: dict[str, Any] = {}
     if any(explicit[n] is None and not env[n] for n in explicit) and path is not None:

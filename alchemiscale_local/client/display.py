@@ -70,8 +70,14 @@ def progress(description: str, total: int | None, visualize: bool) -> Iterator[A
     if not enabled(visualize):
         yield Advance()
         return
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console(), transient=False) as bar:
         yield Advance(bar, bar.add_task(description, total=total))
 
@@ -82,8 +88,13 @@ def spinner(description: str, visualize: bool) -> Iterator[None]:
     if not enabled(visualize):
         yield
         return
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
-                  console=console(), transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TimeElapsedColumn(),
+        console=console(),
+        transient=True,
+    ) as bar:
         bar.add_task(description, total=None)
         yield
 

@@ -43,8 +43,12 @@ def to_keyed_chain(document: Any) -> list:
             raise ValidationError(None, f"document is not valid JSON: {exc}") from None
     if isinstance(document, tuple):
         document = list(document)
-    if not isinstance(document, list) or not all(isinstance(e, (list, tuple)) and len(e) == 2 for e in document):
-        raise ValidationError(None, "a document must be a gufe object or a keyed chain: a list of [key, dict]")
+    if not isinstance(document, list) or not all(
+        isinstance(e, (list, tuple)) and len(e) == 2 for e in document
+    ):
+        raise ValidationError(
+            None, "a document must be a gufe object or a keyed chain: a list of [key, dict]"
+        )
     return [list(e) for e in document]
 
 

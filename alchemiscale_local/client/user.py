@@ -34,16 +34,24 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin):
 
     credentials_section = "user"
 
-    def __init__(self, api_url: str | None = None, identifier: str | None = None, key: str | None = None,
-                 *, return_gufe: bool | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        api_url: str | None = None,
+        identifier: str | None = None,
+        key: str | None = None,
+        *,
+        return_gufe: bool | None = None,
+        **options: Any,
+    ) -> None:
         available = gufe_available()
         if return_gufe and not available:
             raise ImportError("return_gufe=True needs gufe installed")
         super().__init__(api_url, identifier, key, **options)
         self._as_gufe = available if return_gufe is None else bool(return_gufe)
 
-    def wait(self, network: SK, timeout: float | None = None, poll: float = 1.0,
-             visualize: bool = True) -> dict[str, int]:
+    def wait(
+        self, network: SK, timeout: float | None = None, poll: float = 1.0, visualize: bool = True
+    ) -> dict[str, int]:
         """Block until every actioned task of the network is complete or error.
 
         Tracks the tasks actioned on the network while waiting (completed tasks leave the hub,
@@ -61,7 +69,7 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin):
                     tracked.setdefault(task, None)
                 keys = list(tracked)
                 statuses = self.get_tasks_status(keys) if keys else []
-                tracked.update(zip(keys, statuses))
+                tracked.update(zip(keys, statuses, strict=False))
                 pending = [t for t in actioned if tracked[t] not in DONE]
                 done = sum(1 for s in tracked.values() if s in DONE)
                 _set_total(advance, len(tracked))
@@ -70,8 +78,10 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin):
                 if not pending:
                     return dict(Counter(s if s is not None else "missing" for s in tracked.values()))
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"{len(pending)} of {len(tracked)} actioned tasks of {key} "
-                                       f"still pending after {timeout} s")
+                    raise TimeoutError(
+                        f"{len(pending)} of {len(tracked)} actioned tasks of {key} "
+                        f"still pending after {timeout} s"
+                    )
                 wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
                 time.sleep(wait)
 

@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     creds = json.loads(Path(args.credentials_file).read_text())["compute"]
     client = ComputeClient(args.api_url, creds["identifier"], creds["key"])
     beat = ComputeClient(args.api_url, creds["identifier"], creds["key"])
-    service = ComputeService(client, settings.compute, settings.deployment_dir / "compute",
-                             name=args.name, heartbeat_client=beat)
+    service = ComputeService(
+        client, settings.compute, settings.deployment_dir / "compute", name=args.name, heartbeat_client=beat
+    )
     service.install_signal_handlers()
     stats = service.run()
     logging.getLogger(__name__).info("stopped: %d completed, %d failed", stats.completed, stats.failed)

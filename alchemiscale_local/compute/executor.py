@@ -44,8 +44,15 @@ class TaskExecutor:
         if proc is not None and proc.poll() is None:
             proc.terminate()
 
-    def run(self, inputs: dict[str, Any], extends: bytes | None, workdir: Path, *, n_retries: int,
-            options: dict[str, Any] | None = None) -> ExecutionOutcome:
+    def run(
+        self,
+        inputs: dict[str, Any],
+        extends: bytes | None,
+        workdir: Path,
+        *,
+        n_retries: int,
+        options: dict[str, Any] | None = None,
+    ) -> ExecutionOutcome:
         workdir.mkdir(parents=True, exist_ok=True)
         spec = {
             "task_key": inputs["task"],
@@ -62,7 +69,9 @@ class TaskExecutor:
         with open(log_path, "wb") as out:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "alchemiscale_local.compute.child", str(workdir)],
-                stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
             )
             returncode = self._proc.wait()
             self._proc = None
@@ -71,12 +80,23 @@ class TaskExecutor:
         outcome_file = workdir / child.OUTCOME
         if returncode == 0 and outcome_file.exists():
             meta = json.loads(outcome_file.read_text())
-            return ExecutionOutcome(result=(workdir / child.RESULT).read_bytes(), ok=meta["ok"],
-                                    pdr_key=meta["pdr_key"], tracebacks=meta["tracebacks"])
+            return ExecutionOutcome(
+                result=(workdir / child.RESULT).read_bytes(),
+                ok=meta["ok"],
+                pdr_key=meta["pdr_key"],
+                tracebacks=meta["tracebacks"],
+            )
         tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
-        why = (f"protocol process killed by signal {_signal_name(returncode)}" if returncode < 0
-               else f"protocol process exited with status {returncode} without a result")
+        why = (
+            f"protocol process killed by signal {_signal_name(returncode)}"
+            if returncode < 0
+            else f"protocol process exited with status {returncode} without a result"
+        )
         log.error("task %s: %s", inputs["task"], why)
-        return failed_outcome(inputs["task"], inputs["transformation"], why,
-                              f"{why}\n--- protocol process output (tail) ---\n{tail}",
-                              exception_qualname="ProtocolProcessDied")
+        return failed_outcome(
+            inputs["task"],
+            inputs["transformation"],
+            why,
+            f"{why}\n--- protocol process output (tail) ---\n{tail}",
+            exception_qualname="ProtocolProcessDied",
+        )

@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alchemiscale_local.client.errors import ClientError, ConflictError, NotFoundError, ServerUnavailable
 from alchemiscale_local.client.compute import ComputeClient
-from alchemiscale_local.runtimes.registry import available_runtimes
+from alchemiscale_local.client.errors import ClientError, ConflictError, NotFoundError, ServerUnavailable
 from alchemiscale_local.runtimes.base import ExecutionOutcome
+from alchemiscale_local.runtimes.registry import available_runtimes
 from alchemiscale_local.settings import ComputeSettings
 
 from .executor import Abandoned, TaskExecutor
@@ -44,8 +44,15 @@ class ServiceStats:
 class ComputeService:
     """One compute service: one task at a time, on the device it was given."""
 
-    def __init__(self, client: ComputeClient, settings: ComputeSettings, workroot: Path,
-                 *, name: str | None = None, heartbeat_client: ComputeClient | None = None) -> None:
+    def __init__(
+        self,
+        client: ComputeClient,
+        settings: ComputeSettings,
+        workroot: Path,
+        *,
+        name: str | None = None,
+        heartbeat_client: ComputeClient | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -70,8 +77,13 @@ class ComputeService:
         signal.signal(signal.SIGINT, self.stop)
 
     def register(self) -> None:
-        self.client.register(self.identifier, hostname=socket.gethostname(), pid=os.getpid(), gpu=self.gpu,
-                             runtimes=available_runtimes())
+        self.client.register(
+            self.identifier,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            gpu=self.gpu,
+            runtimes=available_runtimes(),
+        )
         log.info("registered %s (CUDA_VISIBLE_DEVICES=%s)", self.identifier, self.gpu)
 
     def run(self) -> ServiceStats:
@@ -119,8 +131,9 @@ class ComputeService:
 
     def _claim(self) -> list[str] | None:
         try:
-            claimed = self.client.claim_tasks(self.identifier, self.settings.claim_limit,
-                                              self.settings.scopes, self.settings.protocols)
+            claimed = self.client.claim_tasks(
+                self.identifier, self.settings.claim_limit, self.settings.scopes, self.settings.protocols
+            )
         except NotFoundError:
             self._reregister.set()  # expired while away; register again and carry on
             return []

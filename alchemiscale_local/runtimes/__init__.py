@@ -6,18 +6,40 @@ group ``alchemiscale_local.runtimes``.
 """
 
 from .base import (
-    ExecutionOutcome, ExecutionRequest, Runtime, RuntimeNotAvailable, failed_outcome, protocol_of,
+    ExecutionOutcome,
+    ExecutionRequest,
+    Runtime,
+    RuntimeNotAvailable,
+    failed_outcome,
+    protocol_of,
     transformation_key_of,
 )
 from .pdr import PDRSummary, decode_result, encode_result, summarize
 from .registry import (
-    ENTRY_POINT_GROUP, available_runtimes, load_runtimes, runtime_for, runtime_for_transformation,
+    ENTRY_POINT_GROUP,
+    available_runtimes,
+    load_runtimes,
+    runtime_for,
+    runtime_for_transformation,
     select_runtime,
 )
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "ExecutionOutcome", "ExecutionRequest", "PDRSummary", "Runtime",
-    "RuntimeNotAvailable", "available_runtimes", "decode_result", "encode_result",
-    "failed_outcome", "load_runtimes", "protocol_of", "runtime_for", "runtime_for_transformation",
-    "select_runtime", "summarize", "transformation_key_of",
+    "ENTRY_POINT_GROUP",
+    "ExecutionOutcome",
+    "ExecutionRequest",
+    "PDRSummary",
+    "Runtime",
+    "RuntimeNotAvailable",
+    "available_runtimes",
+    "decode_result",
+    "encode_result",
+    "failed_outcome",
+    "load_runtimes",
+    "protocol_of",
+    "runtime_for",
+    "runtime_for_transformation",
+    "select_runtime",
+    "summarize",
+    "transformation_key_of",
 ]

@@ -17,8 +17,14 @@ from typing import Any
 from .pdr import dag_result_entry, encode_result, unit_entry, unit_failure_entry
 
 __all__ = [
-    "FAILURE_UNIT_QUALNAME", "ExecutionOutcome", "ExecutionRequest", "Runtime",
-    "RuntimeNotAvailable", "failed_outcome", "protocol_of", "transformation_key_of",
+    "FAILURE_UNIT_QUALNAME",
+    "ExecutionOutcome",
+    "ExecutionRequest",
+    "Runtime",
+    "RuntimeNotAvailable",
+    "failed_outcome",
+    "protocol_of",
+    "transformation_key_of",
 ]
 
 
@@ -105,9 +111,15 @@ def protocol_of(transformation: list) -> tuple[str, str]:
 FAILURE_UNIT_QUALNAME = "ExecutionFailureUnit"
 
 
-def failed_outcome(task_key: str, transformation: list, message: str, traceback_text: str, *,
-                   exception_qualname: str = "RuntimeError",
-                   extends_key: str | None = None) -> ExecutionOutcome:
+def failed_outcome(
+    task_key: str,
+    transformation: list,
+    message: str,
+    traceback_text: str,
+    *,
+    exception_qualname: str = "RuntimeError",
+    extends_key: str | None = None,
+) -> ExecutionOutcome:
     """A real failed ProtocolDAGResult for a Task whose protocol never produced one.
 
     Used when no DAG could be built or the protocol process died (e.g. "protocol process killed
@@ -117,13 +129,16 @@ def failed_outcome(task_key: str, transformation: list, message: str, traceback_
     """
     now = _dt.datetime.now()
     unit_key, unit = unit_entry(FAILURE_UNIT_QUALNAME, __name__, {}, "alchemiscale-local: task did not run")
-    fail_key, fail = unit_failure_entry(unit_key, unit, (exception_qualname, [message]),
-                                        traceback_text, now, now)
-    pdr_key, pdr = dag_result_entry(task_key, [unit_key], [fail_key],
-                                    transformation_key_of(transformation), extends_key)
+    fail_key, fail = unit_failure_entry(
+        unit_key, unit, (exception_qualname, [message]), traceback_text, now, now
+    )
+    pdr_key, pdr = dag_result_entry(
+        task_key, [unit_key], [fail_key], transformation_key_of(transformation), extends_key
+    )
     chain = [[unit_key, unit], [fail_key, fail], [pdr_key, pdr]]
-    return ExecutionOutcome(result=encode_result(chain), ok=False, pdr_key=pdr_key,
-                            tracebacks=[traceback_text])
+    return ExecutionOutcome(
+        result=encode_result(chain), ok=False, pdr_key=pdr_key, tracebacks=[traceback_text]
+    )
 
 
 _failure_unit_cls: type | None = None
@@ -142,10 +157,14 @@ def __getattr__(name: str) -> Any:
             raise RuntimeError("this unit records a task that alchemiscale-local could not run")
 
         def body(ns: dict) -> None:
-            ns.update({"__module__": __name__, "__qualname__": FAILURE_UNIT_QUALNAME,
-                       "__doc__": "Stands for a Task that could not run (no DAG, or the "
-                                  "protocol process died).",
-                       "_execute": staticmethod(_execute)})
+            ns.update(
+                {
+                    "__module__": __name__,
+                    "__qualname__": FAILURE_UNIT_QUALNAME,
+                    "__doc__": "Stands for a Task that could not run (no DAG, or the protocol process died).",
+                    "_execute": staticmethod(_execute),
+                }
+            )
 
         # types.new_class resolves gufe's metaclass (registry + ABC) as a class statement would
         _failure_unit_cls = types.new_class(FAILURE_UNIT_QUALNAME, (ProtocolUnit,), exec_body=body)

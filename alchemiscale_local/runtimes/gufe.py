@@ -61,8 +61,10 @@ def _storage_kwargs(execute_dag: Any, workdir: Path) -> dict[str, Any]:
         return {"shared_basedir": workdir / "shared"}
     from gufe.storage.externalresource import FileStorage
 
-    return {"shared_storage": FileStorage(workdir / "shared", exist_ok=True),
-            "perm_storage": FileStorage(workdir / "permanent", exist_ok=True)}
+    return {
+        "shared_storage": FileStorage(workdir / "shared", exist_ok=True),
+        "perm_storage": FileStorage(workdir / "permanent", exist_ok=True),
+    }
 
 
 class GufeRuntime(Runtime):
@@ -83,15 +85,19 @@ class GufeRuntime(Runtime):
         if not missing:
             return None
         needs = " and ".join(dict.fromkeys(("gufe", top)))
-        return (f"the protocol {protocol_module}.{protocol_qualname} needs {needs}, which "
-                f"{'are' if len(missing) > 1 else 'is'} not installed here ({', '.join(missing)} "
-                f"missing); install {'them' if len(missing) > 1 else 'it'} with conda/mamba: "
-                f"{install_hint([top, *missing])}")
+        return (
+            f"the protocol {protocol_module}.{protocol_qualname} needs {needs}, which "
+            f"{'are' if len(missing) > 1 else 'is'} not installed here ({', '.join(missing)} "
+            f"missing); install {'them' if len(missing) > 1 else 'it'} with conda/mamba: "
+            f"{install_hint([top, *missing])}"
+        )
 
     def _require(self) -> None:
         if not self.available():
-            raise RuntimeNotAvailable("the gufe runtime needs gufe, which is not installed here; "
-                                      "install it with conda/mamba: `mamba install -c conda-forge gufe`")
+            raise RuntimeNotAvailable(
+                "the gufe runtime needs gufe, which is not installed here; "
+                "install it with conda/mamba: `mamba install -c conda-forge gufe`"
+            )
 
     def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
         self._require()
@@ -107,14 +113,22 @@ class GufeRuntime(Runtime):
         scratch = request.workdir / "scratch"
         for sub in ("shared", "scratch"):  # execute_DAG needs the base dirs to exist
             (request.workdir / sub).mkdir(parents=True, exist_ok=True)
-        pdr = execute_DAG(dag, **_storage_kwargs(execute_DAG, request.workdir), scratch_basedir=scratch,
-                          keep_shared=bool(request.options.get("keep_shared", False)),
-                          keep_scratch=bool(request.options.get("keep_scratch", False)),
-                          raise_error=False, n_retries=request.n_retries)
+        pdr = execute_DAG(
+            dag,
+            **_storage_kwargs(execute_DAG, request.workdir),
+            scratch_basedir=scratch,
+            keep_shared=bool(request.options.get("keep_shared", False)),
+            keep_scratch=bool(request.options.get("keep_scratch", False)),
+            raise_error=False,
+            n_retries=request.n_retries,
+        )
         text = json.dumps(pdr.to_keyed_chain(), cls=JSON_HANDLER.encoder)
-        return ExecutionOutcome(result=zstandard.ZstdCompressor().compress(text.encode("utf-8")),
-                                ok=bool(pdr.ok()), pdr_key=str(pdr.key),
-                                tracebacks=[str(f.traceback) for f in pdr.protocol_unit_failures])
+        return ExecutionOutcome(
+            result=zstandard.ZstdCompressor().compress(text.encode("utf-8")),
+            ok=bool(pdr.ok()),
+            pdr_key=str(pdr.key),
+            tracebacks=[str(f.traceback) for f in pdr.protocol_unit_failures],
+        )
 
     def gather(self, transformation: list, results: list[bytes]) -> dict[str, Any]:
         """``Transformation.gather`` over the ok results; estimate/uncertainty as floats + units."""
@@ -125,15 +139,19 @@ class GufeRuntime(Runtime):
         tf = KeyedChain(_decode(transformation)).to_gufe()
         pdrs = [ProtocolDAGResult.from_keyed_chain(_decode(decode_result(r))) for r in results]
         ok = [p for p in pdrs if p.ok()]  # as alchemiscale: gufe itself does not filter
-        out: dict[str, Any] = {"estimate": None, "uncertainty": None, "units": None,
-                               "n_results": len(ok), "n_failed_ignored": len(pdrs) - len(ok)}
+        out: dict[str, Any] = {
+            "estimate": None,
+            "uncertainty": None,
+            "units": None,
+            "n_results": len(ok),
+            "n_failed_ignored": len(pdrs) - len(ok),
+        }
         if not ok:
             return out
         protocol_result = tf.gather(ok)
         estimate = protocol_result.get_estimate()
         uncertainty = protocol_result.get_uncertainty()
-        if (uncertainty is not None and hasattr(uncertainty, "to")
-                and hasattr(estimate, "units")):
+        if uncertainty is not None and hasattr(uncertainty, "to") and hasattr(estimate, "units"):
             uncertainty = uncertainty.to(estimate.units)  # report both in one unit
         out["estimate"], out["units"] = _magnitude(estimate)
         out["uncertainty"], unc_units = _magnitude(uncertainty)

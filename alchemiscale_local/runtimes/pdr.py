@@ -18,8 +18,15 @@ import zstandard
 from ..gufekeys import gufe_ref, make_key, random_key
 
 __all__ = [
-    "PDRSummary", "dag_result_entry", "datetime_json", "decode_result", "encode_result",
-    "summarize", "unit_entry", "unit_failure_entry", "unit_result_entry",
+    "PDRSummary",
+    "dag_result_entry",
+    "datetime_json",
+    "decode_result",
+    "encode_result",
+    "summarize",
+    "unit_entry",
+    "unit_failure_entry",
+    "unit_result_entry",
 ]
 
 _UNIT_RESULT_MODULE = "gufe.protocols.protocolunit"
@@ -28,8 +35,12 @@ _DAG_MODULE = "gufe.protocols.protocoldag"
 
 def datetime_json(value: _dt.datetime) -> dict:
     """gufe's DATETIME codec form."""
-    return {"__class__": "datetime", "__module__": "datetime", ":is_custom:": True,
-            "isotime": value.isoformat()}
+    return {
+        "__class__": "datetime",
+        "__module__": "datetime",
+        ":is_custom:": True,
+        "isotime": value.isoformat(),
+    }
 
 
 def encode_result(chain: list) -> bytes:
@@ -50,43 +61,82 @@ def decode_result(data: bytes) -> list:
 def unit_entry(qualname: str, module: str, inputs: dict, name: str | None) -> tuple[str, dict]:
     """A ProtocolUnit keyed dict (fields: inputs, name, _key) with a fresh random key."""
     key = random_key(qualname)
-    return key, {"inputs": inputs, "name": name, "_key": key,
-                 "__qualname__": qualname, "__module__": module, ":version:": 1}
+    return key, {
+        "inputs": inputs,
+        "name": name,
+        "_key": key,
+        "__qualname__": qualname,
+        "__module__": module,
+        ":version:": 1,
+    }
 
 
-def _result_fields(qualname: str, unit_key: str, unit: dict, outputs: dict,
-                   start: _dt.datetime, end: _dt.datetime) -> tuple[str, dict]:
+def _result_fields(
+    qualname: str, unit_key: str, unit: dict, outputs: dict, start: _dt.datetime, end: _dt.datetime
+) -> tuple[str, dict]:
     key = random_key(qualname)
-    return key, {"name": unit["name"], "_key": key, "source_key": unit_key,
-                 "inputs": unit["inputs"], "outputs": outputs, "stderr": {}, "stdout": {},
-                 "start_time": datetime_json(start), "end_time": datetime_json(end)}
+    return key, {
+        "name": unit["name"],
+        "_key": key,
+        "source_key": unit_key,
+        "inputs": unit["inputs"],
+        "outputs": outputs,
+        "stderr": {},
+        "stdout": {},
+        "start_time": datetime_json(start),
+        "end_time": datetime_json(end),
+    }
 
 
-def unit_result_entry(unit_key: str, unit: dict, outputs: dict, start: _dt.datetime,
-                      end: _dt.datetime) -> tuple[str, dict]:
+def unit_result_entry(
+    unit_key: str, unit: dict, outputs: dict, start: _dt.datetime, end: _dt.datetime
+) -> tuple[str, dict]:
     """A successful ProtocolUnitResult of ``unit`` (whose inputs hold no unit references)."""
     key, d = _result_fields("ProtocolUnitResult", unit_key, unit, outputs, start, end)
     d.update({"__qualname__": "ProtocolUnitResult", "__module__": _UNIT_RESULT_MODULE, ":version:": 1})
     return key, d
 
 
-def unit_failure_entry(unit_key: str, unit: dict, exception: tuple[str, list], traceback: str,
-                       start: _dt.datetime, end: _dt.datetime) -> tuple[str, dict]:
+def unit_failure_entry(
+    unit_key: str,
+    unit: dict,
+    exception: tuple[str, list],
+    traceback: str,
+    start: _dt.datetime,
+    end: _dt.datetime,
+) -> tuple[str, dict]:
     """A ProtocolUnitFailure of ``unit``: ``exception`` is ``(qualname, args)``, outputs empty."""
     key, d = _result_fields("ProtocolUnitFailure", unit_key, unit, {}, start, end)
-    d.update({"exception": [exception[0], list(exception[1])], "traceback": traceback,
-              "__qualname__": "ProtocolUnitFailure", "__module__": _UNIT_RESULT_MODULE,
-              ":version:": 1})
+    d.update(
+        {
+            "exception": [exception[0], list(exception[1])],
+            "traceback": traceback,
+            "__qualname__": "ProtocolUnitFailure",
+            "__module__": _UNIT_RESULT_MODULE,
+            ":version:": 1,
+        }
+    )
     return key, d
 
 
-def dag_result_entry(name: str | None, unit_keys: list[str], result_keys: list[str],
-                     transformation_key: str | None, extends_key: str | None) -> tuple[str, dict]:
+def dag_result_entry(
+    name: str | None,
+    unit_keys: list[str],
+    result_keys: list[str],
+    transformation_key: str | None,
+    extends_key: str | None,
+) -> tuple[str, dict]:
     """The ProtocolDAGResult keyed dict and its content key."""
-    d = {"name": name, "protocol_units": [gufe_ref(k) for k in unit_keys],
-         "protocol_unit_results": [gufe_ref(k) for k in result_keys],
-         "transformation_key": transformation_key, "extends_key": extends_key,
-         "__qualname__": "ProtocolDAGResult", "__module__": _DAG_MODULE, ":version:": 1}
+    d = {
+        "name": name,
+        "protocol_units": [gufe_ref(k) for k in unit_keys],
+        "protocol_unit_results": [gufe_ref(k) for k in result_keys],
+        "transformation_key": transformation_key,
+        "extends_key": extends_key,
+        "__qualname__": "ProtocolDAGResult",
+        "__module__": _DAG_MODULE,
+        ":version:": 1,
+    }
     return make_key(d), d
 
 
@@ -119,8 +169,12 @@ def summarize(chain: list) -> PDRSummary:
     succeeded = {r["source_key"] for r in results if "exception" not in r}
     failures = [r for r in results if "exception" in r]
     return PDRSummary(
-        key=key, ok=all(u in succeeded for u in units),
-        transformation_key=root.get("transformation_key"), extends_key=root.get("extends_key"),
-        n_units=len(units), n_results=len(results),
+        key=key,
+        ok=all(u in succeeded for u in units),
+        transformation_key=root.get("transformation_key"),
+        extends_key=root.get("extends_key"),
+        n_units=len(units),
+        n_results=len(results),
         tracebacks=[f.get("traceback") or "" for f in failures],
-        failed_units=[f.get("name") for f in failures])
+        failed_units=[f.get("name") for f in failures],
+    )

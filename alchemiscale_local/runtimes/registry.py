@@ -14,8 +14,12 @@ from importlib.metadata import entry_points
 from .base import Runtime, RuntimeNotAvailable, protocol_of
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "available_runtimes", "load_runtimes", "runtime_for",
-    "runtime_for_transformation", "select_runtime",
+    "ENTRY_POINT_GROUP",
+    "available_runtimes",
+    "load_runtimes",
+    "runtime_for",
+    "runtime_for_transformation",
+    "select_runtime",
 ]
 
 ENTRY_POINT_GROUP = "alchemiscale_local.runtimes"
@@ -43,8 +47,7 @@ def load_runtimes(*, refresh: bool = False) -> dict[str, Runtime]:
                 obj = ep.load()
                 runtime = obj() if isinstance(obj, type) else obj
             except Exception as exc:  # a broken plug-in must not take the others down
-                log.warning("cannot load runtime %r (%s): %s: %s", ep.name, ep.value,
-                            type(exc).__name__, exc)
+                log.warning("cannot load runtime %r (%s): %s: %s", ep.name, ep.value, type(exc).__name__, exc)
                 continue
             if not isinstance(runtime, Runtime):
                 log.warning("entry point %r (%s) is not a Runtime; ignored", ep.name, ep.value)
@@ -69,7 +72,8 @@ def select_runtime(protocol_module: str, protocol_qualname: str) -> Runtime:
     raise RuntimeNotAvailable(
         f"no runtime handles the protocol {protocol_module}.{protocol_qualname} (registered: "
         f"{', '.join(runtimes) or 'none'}); runtimes are registered in the entry point group "
-        f"{ENTRY_POINT_GROUP!r}")
+        f"{ENTRY_POINT_GROUP!r}"
+    )
 
 
 def runtime_for(protocol_module: str, protocol_qualname: str) -> Runtime:

@@ -99,7 +99,7 @@ def scope_parts(scope: Scope | str) -> tuple[str, str, str]:
         parts = scope.to_path_parts()
     except (InvalidIdentifier, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidPath(f"invalid scope: {exc}") from None
-    for name, part in zip(("org", "campaign", "project"), parts):
+    for name, part in zip(("org", "campaign", "project"), parts, strict=False):
         if not _SCOPE_PART_RE.match(part):
             raise InvalidPath(f"scope {name} {part!r} must match {_SCOPE_PART_RE.pattern}")
     return parts
@@ -123,7 +123,9 @@ def _key_in_scope(key: str | ScopedKey, parts: tuple[str, str, str], what: str) 
     return validate_gufe_key(key, what)
 
 
-def result_location(scope: Scope | str, transformation_key: str | ScopedKey, pdr_key: str, *, ok: bool) -> str:
+def result_location(
+    scope: Scope | str, transformation_key: str | ScopedKey, pdr_key: str, *, ok: bool
+) -> str:
     """``protocoldagresult/<org>/<campaign>/<project>/<tf key>/<results|failures>/<pdr key>/obj.json.zst``."""
     parts = scope_parts(scope)
     tf = _key_in_scope(transformation_key, parts, "transformation key")

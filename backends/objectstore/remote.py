@@ -184,10 +184,14 @@ class FsspecBackend:
                 for up in page.get("Uploads", []):
                     initiated: datetime = up["Initiated"]
                     if initiated.replace(tzinfo=initiated.tzinfo or UTC).timestamp() <= cutoff:
-                        self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        self.fs.call_s3(
+                            "abort_multipart_upload", Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
+                        )
                         count += 1
                 if not page.get("IsTruncated"):
                     break
                 kw.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
-        stale = [loc for loc, _ in self.iter_files("", include_temp=True) if is_temp_name(loc.rsplit("/", 1)[-1])]
+        stale = [
+            loc for loc, _ in self.iter_files("", include_temp=True) if is_temp_name(loc.rsplit("/", 1)[-1])
+        ]
         return count + self.delete(stale)

@@ -91,7 +91,9 @@ class ObjectStore:
                 raise ObjectStoreUnavailable(f"object store {self.url} root is missing: {exc}") from exc
             raise ObjectNotFound(f"no object at {location!r} in {self.url}") from None
         except (NotADirectoryError, IsADirectoryError) as exc:
-            raise ObjectExists(f"{location!r} conflicts with an existing object or directory: {exc}") from None
+            raise ObjectExists(
+                f"{location!r} conflicts with an existing object or directory: {exc}"
+            ) from None
         except PermissionError as exc:
             raise ObjectStoreUnavailable(f"object store {self.url} denied access: {exc}") from exc
         except UNAVAILABLE_ERRORS as exc:
@@ -213,7 +215,9 @@ class ObjectStore:
         """Streaming reader of a result; verifies ``sha256`` at EOF."""
         return self.open(paths.validate_result_location(location), sha256)
 
-    def iter_result(self, location: str, sha256: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    def iter_result(
+        self, location: str, sha256: str | None = None, chunk_size: int = CHUNK_SIZE
+    ) -> Iterator[bytes]:
         """A result as chunks (e.g. for a streaming HTTP response); verifies ``sha256`` at the end.
 
         Opens eagerly, so ObjectNotFound / InvalidPath are raised by this call, not mid-stream.
@@ -253,7 +257,8 @@ class ObjectStore:
     def list_task_files(self, scope: Scope | str, task_key: str | ScopedKey) -> list[TaskFile]:
         prefix = paths.task_prefix(scope, task_key)
         return [
-            TaskFile(info.location[len(prefix) + 1 :], info.location, info.size) for info in self.list_prefix(prefix)
+            TaskFile(info.location[len(prefix) + 1 :], info.location, info.size)
+            for info in self.list_prefix(prefix)
         ]
 
     def delete_task_files(self, scope: Scope | str, task_key: str | ScopedKey) -> int:
@@ -271,7 +276,9 @@ class ObjectStore:
         try:
             self._backend.check()
         except Exception as exc:
-            raise ObjectStoreUnavailable(f"object store {self.url} unavailable: {type(exc).__name__}: {exc}") from exc
+            raise ObjectStoreUnavailable(
+                f"object store {self.url} unavailable: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def cleanup_incomplete(self, older_than_s: float = 24 * 3600) -> int:
         """Remove leftovers of killed writers (temp files, incomplete multipart uploads)."""

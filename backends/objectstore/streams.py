@@ -118,6 +118,8 @@ class VerifyingReader(io.RawIOBase):
                 super().close()
 
 
-def verifying_reader(raw: BinaryIO, location: str, sha256: str | None, buffer_size: int = CHUNK_SIZE) -> BinaryIO:
+def verifying_reader(
+    raw: BinaryIO, location: str, sha256: str | None, buffer_size: int = CHUNK_SIZE
+) -> BinaryIO:
     """Wrap ``raw`` in a buffered :class:`VerifyingReader`."""
     return io.BufferedReader(VerifyingReader(raw, location, sha256), buffer_size)

@@ -39,7 +39,9 @@ _STRICT_GUFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
 def _check_strict(parts: Iterable[str | None], what: object) -> None:
     for part in parts:
         if part is not None and not _STRICT_PART.match(part):
-            raise InvalidInput(f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter")
+            raise InvalidInput(
+                f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter"
+            )
 
 
 def parse_scope(scope: str | Scope, *, specific: bool = False) -> Scope:
@@ -98,7 +100,7 @@ class StoreBase:
     @classmethod
     def connect(
         cls, uri: str, user: str, password: str, database: str = "neo4j", **driver_options: Any
-    ) -> "StoreBase":
+    ) -> StoreBase:
         options = {
             "max_connection_pool_size": 64,
             "connection_acquisition_timeout": 30.0,
@@ -126,9 +128,7 @@ class StoreBase:
 
     # -- helpers --------------------------------------------------------------
     def _read(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        records, _, _ = self.driver.execute_query(
-            query, params, database_=self.database, routing_="r"
-        )
+        records, _, _ = self.driver.execute_query(query, params, database_=self.database, routing_="r")
         return [r.data() for r in records]
 
     def _write(self, query: str, **params: Any) -> list[dict[str, Any]]:
@@ -148,9 +148,7 @@ class StoreBase:
     def _now() -> float:
         return time.time()
 
-    def _require_nodes(
-        self, label: str, keys: Iterable[str], *, what: str | None = None
-    ) -> None:
+    def _require_nodes(self, label: str, keys: Iterable[str], *, what: str | None = None) -> None:
         """NotFound naming the first key that has no ``label`` node."""
         wanted = list(dict.fromkeys(keys))
         if not wanted:
@@ -167,4 +165,7 @@ class StoreBase:
         }
         missing = [k for k in wanted if k not in found]
         if missing:
-            raise NotFound(f"no {what or label} {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise NotFound(
+                f"no {what or label} {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )

@@ -71,7 +71,7 @@ RETURN t._scoped_key AS k
 
 def weighted_sample(items: Sequence[Any], weights: Sequence[float], n: int, rng: random.Random) -> list[Any]:
     """Up to n items without replacement, each draw proportional to weight."""
-    pool = [(i, w) for i, w in zip(items, weights) if w > 0]
+    pool = [(i, w) for i, w in zip(items, weights, strict=False) if w > 0]
     if n >= len(pool):
         return [i for i, _ in pool]
     # Efraimidis-Spirakis: keys u^(1/w), take the n largest.
@@ -205,8 +205,10 @@ class ComputeMixin(StoreBase):
         for _round in range(8):  # a new read only when concurrent claimers took every candidate
             if len(claimed) >= count:
                 break
-            hubs = {r["hub"]: (r["weight"], r["candidates"])
-                    for r in self._read(_CANDIDATES, scopes=scope_rows, protocols=protos, limit=limit)}
+            hubs = {
+                r["hub"]: (r["weight"], r["candidates"])
+                for r in self._read(_CANDIDATES, scopes=scope_rows, protocols=protos, limit=limit)
+            }
             if not hubs:
                 break
             while len(claimed) < count and hubs:

@@ -170,7 +170,7 @@ class NetworksMixin(StoreBase):
         return network_sk, self._write_tx(work)
 
     @staticmethod
-    def _chain_rows(kc: "keyedchain.KeyedChain", scope: Scope) -> tuple[list[dict], list[dict]]:
+    def _chain_rows(kc: keyedchain.KeyedChain, scope: Scope) -> tuple[list[dict], list[dict]]:
         suffix = f"-{scope}"
         nodes: list[dict[str, Any]] = []
         rels: list[dict[str, Any]] = []
@@ -213,12 +213,14 @@ class NetworksMixin(StoreBase):
         if len(networks) != len(states):
             raise InvalidInput("networks and states must have the same length")
         rows = []
-        for n, s in zip(networks, states):
+        for n, s in zip(networks, states, strict=False):
             parse_sk(n, qualname="AlchemicalNetwork")
             try:
                 rows.append({"sk": str(n), "state": NetworkState(s).value})
             except ValueError:
-                raise InvalidInput(f"network state {s!r} must be one of {[x.value for x in NetworkState]}") from None
+                raise InvalidInput(
+                    f"network state {s!r} must be one of {[x.value for x in NetworkState]}"
+                ) from None
         found = {
             r["sk"]
             for r in self._write(
@@ -250,7 +252,7 @@ class NetworksMixin(StoreBase):
             if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1:
                 raise InvalidInput(f"weight {w!r} must be a number between 0 and 1")
         sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
-        rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights)]
+        rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights, strict=False)]
         self._require_nodes("TaskHub", [r["hub"] for r in rows], what="network hub")
         self._write(
             "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub}) SET th.weight = r.w", rows=rows
@@ -305,7 +307,9 @@ class NetworksMixin(StoreBase):
                 raise InvalidInput(f"name is not a valid regular expression: {exc.message}") from None
             raise
 
-    def _query_by_qualname(self, qualnames: tuple[str, ...], scope: str | Scope, name: str | None) -> list[str]:
+    def _query_by_qualname(
+        self, qualnames: tuple[str, ...], scope: str | Scope, name: str | None
+    ) -> list[str]:
         scope = parse_scope(scope)
         _check_name_regex(name)
         rows = self._read_by_name(
@@ -336,14 +340,10 @@ class NetworksMixin(StoreBase):
         return sorted(rows[0]["ys"])
 
     def get_network_transformations(self, network: str) -> list[str]:
-        return self._related(
-            network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'edges'}]->(y)"
-        )
+        return self._related(network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'edges'}]->(y)")
 
     def get_network_chemicalsystems(self, network: str) -> list[str]:
-        return self._related(
-            network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'nodes'}]->(y)"
-        )
+        return self._related(network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'nodes'}]->(y)")
 
     def get_transformation_networks(self, transformation: str) -> list[str]:
         return self._related(
@@ -366,9 +366,7 @@ class NetworksMixin(StoreBase):
         )
 
     def get_chemicalsystem_networks(self, chemicalsystem: str) -> list[str]:
-        return self._related(
-            chemicalsystem, "ChemicalSystem", "(x)<-[:DEPENDS_ON {attribute: 'nodes'}]-(y)"
-        )
+        return self._related(chemicalsystem, "ChemicalSystem", "(x)<-[:DEPENDS_ON {attribute: 'nodes'}]-(y)")
 
     def object_exists(self, sk: str) -> bool:
         parsed = parse_sk(sk)

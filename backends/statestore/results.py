@@ -102,7 +102,9 @@ class ResultsMixin(StoreBase):
             ok=ok,
         )
 
-    def get_transformation_results(self, transformation: str, *, ok: bool | None = True) -> list[dict[str, Any]]:
+    def get_transformation_results(
+        self, transformation: str, *, ok: bool | None = True
+    ) -> list[dict[str, Any]]:
         tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
         self._require_nodes("GufeTokenizable", [tf], what="transformation")
         return self._refs("MATCH (t:Task {transformation: $k})-[:RESULTS_IN]->(r)", tf, ok)
@@ -112,7 +114,9 @@ class ResultsMixin(StoreBase):
         self._require_nodes("Task", [key])
         return self._refs("MATCH (t:Task {_scoped_key: $k})-[:RESULTS_IN]->(r)", key, ok)
 
-    def get_results_refs(self, transformations: list[str], *, ok: bool | None = True) -> dict[str, list[dict[str, Any]]]:
+    def get_results_refs(
+        self, transformations: list[str], *, ok: bool | None = True
+    ) -> dict[str, list[dict[str, Any]]]:
         """Result references of many transformations in one query: ``{transformation: [ref, ...]}``."""
         keys = [str(parse_sk(t, qualname=TRANSFORMATION_QUALNAMES)) for t in transformations]
         rows = self._read(
@@ -201,7 +205,9 @@ class ResultsMixin(StoreBase):
         )
         return {r["pattern"]: r["m"] for r in rows}
 
-    def set_task_restart_patterns_max_retries(self, network: str, patterns: list[str], max_retries: int) -> None:
+    def set_task_restart_patterns_max_retries(
+        self, network: str, patterns: list[str], max_retries: int
+    ) -> None:
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
             raise InvalidInput("max_retries must be an integer >= 1")
         hub = self._hub_for(network)
@@ -278,8 +284,12 @@ class ResultsMixin(StoreBase):
     @staticmethod
     def _check_pattern(pattern: str) -> None:
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LENGTH:
-            raise InvalidInput(f"a restart pattern must be a non-empty string of at most {MAX_PATTERN_LENGTH} characters")
+            raise InvalidInput(
+                f"a restart pattern must be a non-empty string of at most {MAX_PATTERN_LENGTH} characters"
+            )
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise InvalidInput(f"restart pattern {pattern!r} is not a valid regular expression: {exc}") from None
+            raise InvalidInput(
+                f"restart pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from None

@@ -76,7 +76,7 @@ class TasksMixin(StoreBase):
         if any(e is not None for e in exts):
             self._check_extends(tfs, exts)
         rows = []
-        for tf, ext in zip(tfs, exts):
+        for tf, ext in zip(tfs, exts, strict=False):
             key = f"Task-{uuid.uuid4().hex}"
             q, m = info[str(tf)]
             rows.append(
@@ -117,14 +117,16 @@ class TasksMixin(StoreBase):
                 keys=keys,
             )
         }
-        for tf, ext in zip(tfs, exts):
+        for tf, ext in zip(tfs, exts, strict=False):
             if ext is None:
                 continue
             row = rows.get(str(ext))
             if row is None:
                 raise NotFound(f"no task {ext} to extend")
             if row["tf"] != str(tf):
-                raise InvalidInput(f"task {ext} performs another transformation; it cannot be extended by {tf}")
+                raise InvalidInput(
+                    f"task {ext} performs another transformation; it cannot be extended by {tf}"
+                )
             if row["status"] in ("invalid", "deleted"):
                 raise InvalidTransition(f"task {ext} is {row['status']} and cannot be extended")
 
@@ -136,7 +138,9 @@ class TasksMixin(StoreBase):
         keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
         got = {
             r["k"]: r["v"]
-            for r in self._read(f"UNWIND $keys AS k MATCH (t:Task {{_scoped_key: k}}) RETURN k, t.{prop} AS v", keys=keys)
+            for r in self._read(
+                f"UNWIND $keys AS k MATCH (t:Task {{_scoped_key: k}}) RETURN k, t.{prop} AS v", keys=keys
+            )
         }
         return [got.get(k) for k in keys]
 
@@ -211,7 +215,11 @@ class TasksMixin(StoreBase):
         """
         net = parse_sk(network, qualname="AlchemicalNetwork")
         keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
-        weights = weight if isinstance(weight, list) else [weight if weight is not None else DEFAULT_ACTION_WEIGHT] * len(keys)
+        weights = (
+            weight
+            if isinstance(weight, list)
+            else [weight if weight is not None else DEFAULT_ACTION_WEIGHT] * len(keys)
+        )
         if len(weights) != len(keys):
             raise InvalidInput("weights must have the same length as tasks")
         for w in weights:
@@ -219,7 +227,7 @@ class TasksMixin(StoreBase):
                 raise InvalidInput(f"task weight {w!r} must be a number between 0 and 1")
         hub = hub_key(net)
         self._require_nodes("TaskHub", [hub], what="network")
-        rows = [{"k": k, "w": float(w)} for k, w in zip(keys, weights)]
+        rows = [{"k": k, "w": float(w)} for k, w in zip(keys, weights, strict=False)]
         done = {
             r["k"]
             for r in self._write(
@@ -363,9 +371,7 @@ class TasksMixin(StoreBase):
     def get_transformation_status(self, transformation: str) -> dict[str, int]:
         tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
         self._require_nodes("GufeTokenizable", [tf], what="transformation")
-        rows = self._read(
-            "MATCH (t:Task {transformation: $tf}) RETURN t.status AS s, count(t) AS c", tf=tf
-        )
+        rows = self._read("MATCH (t:Task {transformation: $tf}) RETURN t.status AS s, count(t) AS c", tf=tf)
         return {r["s"]: r["c"] for r in rows}
 
     def get_scope_status(self, scope: str = "*-*-*", *, network_state: str | None = None) -> dict[str, int]:
@@ -375,7 +381,9 @@ class TasksMixin(StoreBase):
             try:
                 network_state = NetworkState(network_state).value
             except ValueError:
-                raise InvalidInput(f"network state must be one of {[x.value for x in NetworkState]}") from None
+                raise InvalidInput(
+                    f"network state must be one of {[x.value for x in NetworkState]}"
+                ) from None
         if network_state is None:
             rows = self._read(
                 "MATCH (t:Task) WHERE " + scope_filter("t") + " RETURN t.status AS s, count(t) AS c",

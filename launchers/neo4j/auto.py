@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .base import Neo4jLauncher, Neo4jLauncherError
 from .docker import DockerLauncher, DockerUnavailableError, connect_docker
@@ -32,7 +33,7 @@ def no_launcher_message(docker_error: str, jar_error: str) -> str:
 
 
 def get_launcher(
-    settings: "Settings",
+    settings: Settings,
     *,
     docker_client_factory: Callable[[], Any] | None = None,
 ) -> Neo4jLauncher:

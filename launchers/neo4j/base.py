@@ -49,7 +49,7 @@ class Neo4jConnection:
         """``(user, password)`` for ``neo4j.GraphDatabase.driver(uri, auth=...)``."""
         return (self.user, self.password)
 
-    def driver(self, **kwargs: Any) -> "Driver":
+    def driver(self, **kwargs: Any) -> Driver:
         """A new driver for this connection (the caller closes it)."""
         from neo4j import GraphDatabase
 
@@ -62,7 +62,7 @@ class Neo4jLauncher(abc.ABC):
     #: short name, as in ``settings.neo4j.launcher``
     kind: str = ""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     @abc.abstractmethod
@@ -105,12 +105,12 @@ class Neo4jLauncher(abc.ABC):
 # -- helpers shared by the launchers -------------------------------------------------
 
 
-def password_file(settings: "Settings") -> Path:
+def password_file(settings: Settings) -> Path:
     """The 0600 file that keeps this deployment's generated Neo4j password."""
     return settings.secrets_dir / PASSWORD_FILE_NAME
 
 
-def load_or_create_password(settings: "Settings") -> str:
+def load_or_create_password(settings: Settings) -> str:
     """Read the deployment's Neo4j password, generating it (0600 file, 0700 dir) on first use."""
     return read_or_create_secret(password_file(settings), 24)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     Neo4jConnection,
@@ -36,7 +37,7 @@ class DockerUnavailableError(Neo4jLauncherError):
     """No Docker engine answered."""
 
 
-def container_name(settings: "Settings") -> str:
+def container_name(settings: Settings) -> str:
     """``alchemiscale-local-<name>-neo4j``."""
     return f"alchemiscale-local-{settings.name}-neo4j"
 
@@ -46,7 +47,7 @@ def _neo4j_size(value: str) -> str:
     return value.lower()
 
 
-def container_spec(settings: "Settings", password: str) -> dict[str, Any]:
+def container_spec(settings: Settings, password: str) -> dict[str, Any]:
     """The keyword arguments for ``client.containers.run(...)`` derived from settings."""
     n4j = settings.neo4j
     base = settings.neo4j_home / "docker"
@@ -110,7 +111,7 @@ class DockerLauncher(Neo4jLauncher):
 
     def __init__(
         self,
-        settings: "Settings",
+        settings: Settings,
         *,
         client: Any | None = None,
         client_factory: Callable[[], Any] | None = None,

@@ -16,7 +16,7 @@ class ExternalLauncher(Neo4jLauncher):
 
     kind = "external"
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         if not settings.neo4j.uri:
             raise Neo4jLauncherError(
@@ -32,9 +32,7 @@ class ExternalLauncher(Neo4jLauncher):
     def connection(self) -> Neo4jConnection:
         n4j = self.settings.neo4j
         password = n4j.password.get_secret_value() if n4j.password is not None else ""
-        return Neo4jConnection(
-            uri=str(n4j.uri), user=n4j.user, password=password, database=n4j.database
-        )
+        return Neo4jConnection(uri=str(n4j.uri), user=n4j.user, password=password, database=n4j.database)
 
     def start(self) -> Neo4jConnection:
         return self.wait_ready()

@@ -16,8 +16,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .base import Neo4jLauncherError
 
@@ -33,12 +34,12 @@ class JarFetchError(Neo4jLauncherError):
     """The jars could not be resolved."""
 
 
-def jars_cached(settings: "Settings") -> bool:
+def jars_cached(settings: Settings) -> bool:
     """Whether a complete jar set for ``settings.neo4j.version`` is in the cache."""
     return (settings.jar_dir / MARKER).is_file()
 
 
-def cached_info(settings: "Settings") -> dict | None:
+def cached_info(settings: Settings) -> dict | None:
     """The marker's contents (version, jar count, bytes) or ``None`` when not cached."""
     marker = settings.jar_dir / MARKER
     if not marker.is_file():
@@ -54,7 +55,7 @@ def find_mvn() -> str | None:
     return shutil.which("mvn")
 
 
-def missing_jars_message(settings: "Settings") -> str:
+def missing_jars_message(settings: Settings) -> str:
     """Advice for when the jar launcher has no jars."""
     return (
         f"Neo4j {settings.neo4j.version} jars are not in {settings.jar_dir}. "
@@ -75,7 +76,7 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def fetch_jars(
-    settings: "Settings",
+    settings: Settings,
     *,
     force: bool = False,
     mvn: str | None = None,
@@ -126,9 +127,7 @@ def fetch_jars(
                 f"-Dneo4j.version={settings.neo4j.version}",
             ]
             try:
-                proc = subprocess.run(
-                    cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout
-                )
+                proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired as exc:
                 raise JarFetchError(f"mvn did not finish within {timeout:.0f} s") from exc
             jars = sorted(lib.glob("*.jar")) if lib.is_dir() else []
@@ -154,7 +153,7 @@ def fetch_jars(
     return target
 
 
-def launcher_classes(settings: "Settings", javac: Path) -> Path | None:
+def launcher_classes(settings: Settings, javac: Path) -> Path | None:
     """``Launcher.java`` compiled once against the cached jars; ``None`` if that fails.
 
     Running the compiled class saves the ~5 s that source-file mode spends compiling on
@@ -186,4 +185,3 @@ def launcher_classes(settings: "Settings", javac: Path) -> Path | None:
         else:
             os.mkdir(tmp)  # let TemporaryDirectory clean up something
     return target
-

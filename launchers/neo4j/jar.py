@@ -74,7 +74,7 @@ class JarLauncher(Neo4jLauncher):
     kind = "jar"
 
     def __init__(
-        self, settings: "Settings", *, java: JavaInfo | None = None, watch_parent: bool = False
+        self, settings: Settings, *, java: JavaInfo | None = None, watch_parent: bool = False
     ) -> None:
         """``watch_parent``: the JVM exits cleanly once this Python process is gone (tests)."""
         super().__init__(settings)

@@ -12,9 +12,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from .base import Neo4jLauncherError
 
@@ -97,7 +98,7 @@ def _rank(info: JavaInfo) -> tuple[int, int]:
     return (0 if supported else 1, -info.version if supported else info.version)
 
 
-def find_java(settings: "Settings | None" = None, *, jvm_roots: Iterable[str] = JVM_ROOTS) -> JavaInfo:
+def find_java(settings: Settings | None = None, *, jvm_roots: Iterable[str] = JVM_ROOTS) -> JavaInfo:
     """The Java to run Neo4j with; raise :class:`JavaNotFoundError` with advice if none fits.
 
     ``jvm_roots`` are the directories scanned last for ``*/bin/java``.
@@ -138,9 +139,7 @@ def find_java(settings: "Settings | None" = None, *, jvm_roots: Iterable[str] = 
     if ordered:
         return sorted(ordered, key=_rank)[0]
 
-    found = [
-        v if isinstance(v, str) else f"{v.executable}: Java {v.version_string}" for v in seen.values()
-    ]
+    found = [v if isinstance(v, str) else f"{v.executable}: Java {v.version_string}" for v in seen.values()]
     detail = ("Found: " + "; ".join(found) + ". ") if found else "No java executable was found. "
     raise JavaNotFoundError(
         "Neo4j 5.26 needs Java 17 or newer (17 or 21 recommended). "
@@ -150,7 +149,7 @@ def find_java(settings: "Settings | None" = None, *, jvm_roots: Iterable[str] = 
     )
 
 
-def java_available(settings: "Settings | None" = None) -> bool:
+def java_available(settings: Settings | None = None) -> bool:
     """Whether :func:`find_java` would succeed."""
     try:
         find_java(settings)

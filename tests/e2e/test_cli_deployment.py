@@ -24,7 +24,11 @@ CLI = [sys.executable, "-m", "alchemiscale_local.cli"]
 
 @pytest.fixture
 def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_") or k.endswith("CACHE_DIR")}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ALCHEMISCALE_LOCAL_") or k.endswith("CACHE_DIR")
+    }
     for d in ("DATA", "CONFIG", "LOG", "RUNTIME"):
         e[f"ALCHEMISCALE_LOCAL_{d}_DIR"] = str(tmp_path / d.lower())
     e["ALCHEMISCALE_LOCAL_CONFIG_FILE"] = str(tmp_path / "absent.toml")
@@ -33,8 +37,9 @@ def env(tmp_path):
 
 
 def run(env, *args, timeout=240, check=True):
-    proc = subprocess.run([*CLI, "--launcher", "jar", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [*CLI, "--launcher", "jar", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
@@ -82,8 +87,11 @@ def test_up_detach_pins_gpus_status_logs_down(env):
         proc = psutil.Process(svc["pid"])
         environ = proc.environ()
         seen[svc["name"]] = (environ.get("CUDA_VISIBLE_DEVICES"), environ.get("CUDA_DEVICE_ORDER"))
-    assert seen == {"compute-gpu0-0": ("0", "PCI_BUS_ID"), "compute-gpu1-0": ("1", "PCI_BUS_ID"),
-                    "compute-cpu-0": ("", "PCI_BUS_ID")}
+    assert seen == {
+        "compute-gpu0-0": ("0", "PCI_BUS_ID"),
+        "compute-gpu1-0": ("1", "PCI_BUS_ID"),
+        "compute-cpu-0": ("", "PCI_BUS_ID"),
+    }
 
     def registered():
         text = run(env, "status").stdout
@@ -101,11 +109,19 @@ def test_up_detach_pins_gpus_status_logs_down(env):
 
 
 def test_down_after_foreground_up_was_sigkilled(env):
-    up = subprocess.Popen([*CLI, "--launcher", "jar", "up", "--no-live", "--cpu-services", "1", "--gpus", "none"],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    up = subprocess.Popen(
+        [*CLI, "--launcher", "jar", "up", "--no-live", "--cpu-services", "1", "--gpus", "none"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: (s := state_of(env)) and s.get("owner_pid") == up.pid and s.get("compute"), 240,
-                 "the foreground deployment to be ready")
+        wait_for(
+            lambda: (s := state_of(env)) and s.get("owner_pid") == up.pid and s.get("compute"),
+            240,
+            "the foreground deployment to be ready",
+        )
         assert len(deployment_processes(env)) >= 3  # neo4j, api, compute service
         up.send_signal(signal.SIGKILL)
         up.wait(timeout=10)

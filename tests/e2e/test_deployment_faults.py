@@ -13,9 +13,9 @@ import time
 import httpx
 import psutil
 import pytest
+from alchemiscale_local.launchers.processes import find
 
 from alchemiscale_local.deployment import LocalDeployment
-from alchemiscale_local.launchers.processes import find
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +39,13 @@ def dep():
         ephemeral=True,
         neo4j={"launcher": "jar"},
         api={"service_ttl_s": TTL_S, "reaper_interval_s": 0.5},
-        compute={"gpus": "none", "cpu_services": 2, "heartbeat_interval_s": 0.5,
-                 "idle_backoff_s": 0.2, "idle_backoff_max_s": 1.0},
+        compute={
+            "gpus": "none",
+            "cpu_services": 2,
+            "heartbeat_interval_s": 0.5,
+            "idle_backoff_s": 0.2,
+            "idle_backoff_max_s": 1.0,
+        },
     )
     deployment.start()
     yield deployment
@@ -109,13 +114,19 @@ def test_sigkill_service_mid_task_reruns_once(dep, client):
 def test_sigterm_abandons_task_and_deregisters(dep, client):
     net, tfs, tasks = submit(client, 1, "e2e-term-service", duration_s=8.0)
     task = str(tasks[0])
-    victim = wait_for(lambda: next((s for s in services(dep) if task in s["tasks"]), None), 60,
-                      "a service to claim the task")
+    victim = wait_for(
+        lambda: next((s for s in services(dep) if task in s["tasks"]), None),
+        60,
+        "a service to claim the task",
+    )
     started = time.monotonic()
     os.kill(victim["pid"], signal.SIGTERM)
     # deregistration hands the task back at once: no TTL wait
-    wait_for(lambda: victim["identifier"] not in {s["identifier"] for s in services(dep)}, 15,
-             "the service to deregister")
+    wait_for(
+        lambda: victim["identifier"] not in {s["identifier"] for s in services(dep)},
+        15,
+        "the service to deregister",
+    )
     assert time.monotonic() - started < TTL_S + 5
     client.wait(net, timeout=120, visualize=False)
     assert status(client, net) == {"complete": 1}
@@ -152,8 +163,9 @@ def test_sigkill_api_services_carry_on(dep, client):
 def test_sigkill_neo4j_gives_503_then_recovers(dep, client):
     net, tfs, tasks = submit(client, 3, "e2e-kill-neo4j", duration_s=0.5)
     user = dep.credentials["user"]
-    token = httpx.post(f"{dep.api_url}/token", json={"identifier": user["identifier"], "key": user["key"]},
-                       timeout=30).json()["access_token"]
+    token = httpx.post(
+        f"{dep.api_url}/token", json={"identifier": user["identifier"], "key": user["key"]}, timeout=30
+    ).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     proc = psutil.Process(_neo4j_pid(dep))
     proc.kill()
@@ -178,7 +190,7 @@ def _neo4j_pid(dep) -> int:
 
 def _dump_logs(dep, client, tasks) -> None:
     """On a failure, show where each task is and what the services logged."""
-    print("task status:", dict(zip(map(str, tasks), client.get_tasks_status(tasks))))
+    print("task status:", dict(zip(map(str, tasks), client.get_tasks_status(tasks), strict=False)))
     print("services:", services(dep))
     for path in sorted((dep.settings.log_dir / dep.settings.name).glob("*.log")):
         print(f"==== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-60:]))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-
 from statestore_helpers import GUFE_FIXTURES, fixture_text, toy_chain  # noqa: F401
 
 API_NETWORK_FIXTURES = [
@@ -81,36 +80,61 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
-def toy_network(n: int = 3, *, name: str | None = None, salt: str | None = None,
-                protocols: tuple[str, ...] = ("ToyProtocolA",)) -> list[list]:
+def toy_network(
+    n: int = 3,
+    *,
+    name: str | None = None,
+    salt: str | None = None,
+    protocols: tuple[str, ...] = ("ToyProtocolA",),
+) -> list[list]:
     """A small network chain with fresh keys (unique ``salt`` unless given)."""
     salt = salt if salt is not None else uuid.uuid4().hex[:8]
     return toy_chain(n, name=name or f"net_{salt}", salt=salt, protocols=protocols)
 
 
-def pdr_document(task: str, *, ok: bool = True, traceback: str | None = None,
-                 transformation_key: str | None = None) -> tuple[str, list[list], bytes]:
+def pdr_document(
+    task: str, *, ok: bool = True, traceback: str | None = None, transformation_key: str | None = None
+) -> tuple[str, list[list], bytes]:
     """A small ProtocolDAGResult keyed chain: (pdr key, chain, zstd bytes).
 
     A failed one carries one ProtocolUnitFailure with ``traceback``.
     """
     token = uuid.uuid4().hex
     unit_key = f"ToyUnit-{uuid.uuid4().hex}"
-    unit = {"inputs": {}, "name": "toy unit", "_key": unit_key, "__qualname__": "ToyUnit",
-            "__module__": "tests.toy", ":version:": 1}
+    unit = {
+        "inputs": {},
+        "name": "toy unit",
+        "_key": unit_key,
+        "__qualname__": "ToyUnit",
+        "__module__": "tests.toy",
+        ":version:": 1,
+    }
     rq = "ProtocolUnitResult" if ok else "ProtocolUnitFailure"
     res_key = f"{rq}-{uuid.uuid4().hex}"
-    res: dict[str, Any] = {"name": "toy unit", "_key": res_key, "source_key": unit_key, "inputs": {},
-                           "outputs": {"value": 1.5} if ok else {}, "stderr": None, "stdout": None}
+    res: dict[str, Any] = {
+        "name": "toy unit",
+        "_key": res_key,
+        "source_key": unit_key,
+        "inputs": {},
+        "outputs": {"value": 1.5} if ok else {},
+        "stderr": None,
+        "stdout": None,
+    }
     if not ok:
         res["exception"] = ["RuntimeError", ["toy failure"]]
         res["traceback"] = traceback or "Traceback (most recent call last):\nRuntimeError: toy failure"
     res.update({"__qualname__": rq, "__module__": "gufe.protocols.protocolunit", ":version:": 1})
     pdr_key = f"ProtocolDAGResult-{token}"
-    pdr = {"name": task, "protocol_units": [{":gufe-key:": unit_key}],
-           "protocol_unit_results": [{":gufe-key:": res_key}],
-           "transformation_key": transformation_key, "extends_key": None,
-           "__qualname__": "ProtocolDAGResult", "__module__": "gufe.protocols.protocoldag", ":version:": 1}
+    pdr = {
+        "name": task,
+        "protocol_units": [{":gufe-key:": unit_key}],
+        "protocol_unit_results": [{":gufe-key:": res_key}],
+        "transformation_key": transformation_key,
+        "extends_key": None,
+        "__qualname__": "ProtocolDAGResult",
+        "__module__": "gufe.protocols.protocoldag",
+        ":version:": 1,
+    }
     chain = [[unit_key, unit], [res_key, res], [pdr_key, pdr]]
     return pdr_key, chain, zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
 

@@ -7,10 +7,9 @@ import time
 
 import httpx
 import pytest
+from api_helpers import ANY_KIND_ROUTES, api_routes, submit_toy
 
 from alchemiscale_local.client import AlchemiscaleLocalClient, AuthError, ComputeClient
-
-from api_helpers import ANY_KIND_ROUTES, api_routes, submit_toy
 from tests.plugins.api_server import CLIENT_OPTIONS
 
 ROUTES = api_routes()
@@ -27,9 +26,16 @@ def keys(api_server):
         net, chain, tfs = submit_toy(client, "org2-auth-proj", n=1)
         task = client.create_tasks(tfs[0])[0]
         cs = client.get_network_chemicalsystems(net)[0]
-    return {"network": str(net), "transformation": str(tfs[0]), "chemicalsystem": str(cs), "task": str(task),
-            "scoped_key": str(net), "identifier": "test-user", "scope": "org2-auth-proj",
-            "pdr_key": "ProtocolDAGResult-" + "0" * 32}
+    return {
+        "network": str(net),
+        "transformation": str(tfs[0]),
+        "chemicalsystem": str(cs),
+        "task": str(task),
+        "scoped_key": str(net),
+        "identifier": "test-user",
+        "scope": "org2-auth-proj",
+        "pdr_key": "ProtocolDAGResult-" + "0" * 32,
+    }
 
 
 def _url(api_server, path: str, keys: dict) -> str:
@@ -50,8 +56,13 @@ def _body(path: str, keys: dict) -> dict:
 
 
 def _call(api_server, method: str, path: str, keys: dict, headers: dict | None = None) -> httpx.Response:
-    return httpx.request(method, _url(api_server, path, keys), headers=headers or {},
-                         json=_body(path, keys) if method != "GET" else None, timeout=30)
+    return httpx.request(
+        method,
+        _url(api_server, path, keys),
+        headers=headers or {},
+        json=_body(path, keys) if method != "GET" else None,
+        timeout=30,
+    )
 
 
 def _claims(kind: str = "user", **extra) -> dict:
@@ -118,9 +129,13 @@ def test_out_of_scope_in_bodies_and_queries(api_server, keys, limited_client):
 def test_identity_scopes_route(api_server):
     resp = httpx.get(f"{api_server.url}/identities/test-user/scopes", headers=api_server.headers("limited"))
     assert resp.status_code == 403
-    resp = httpx.get(f"{api_server.url}/identities/test-limited/scopes", headers=api_server.headers("limited"))
+    resp = httpx.get(
+        f"{api_server.url}/identities/test-limited/scopes", headers=api_server.headers("limited")
+    )
     assert resp.json() == ["org1-*-*"]
-    resp = httpx.get(f"{api_server.url}/identities/test-compute/scopes", headers=api_server.headers("compute"))
+    resp = httpx.get(
+        f"{api_server.url}/identities/test-compute/scopes", headers=api_server.headers("compute")
+    )
     assert resp.json() == ["*-*-*"]
 
 
@@ -133,23 +148,32 @@ def test_token_endpoint(api_server):
     for body in ({"identifier": ident, "key": key + "x"}, {"identifier": "nobody", "key": key}):
         resp = httpx.post(f"{api_server.url}/token", json=body)
         assert resp.status_code == 401 and "wrong identifier or key" in resp.json()["detail"]
-    for kwargs in ({"json": {"identifier": ident}}, {"json": {}}, {"json": [1, 2]},
-                   {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
-                   {"content": b"\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-                   {"json": {"identifier": 5, "key": ["x"]}},
-                   {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}}):
+    for kwargs in (
+        {"json": {"identifier": ident}},
+        {"json": {}},
+        {"json": [1, 2]},
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        {"content": b"\xff\xfe", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        {"json": {"identifier": 5, "key": ["x"]}},
+        {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}},
+    ):
         resp = httpx.post(f"{api_server.url}/token", **kwargs)
         assert resp.status_code == 400, (kwargs, resp.text)
         assert resp.json()["detail"]
 
 
 def test_disabled_identity_cannot_get_a_token(api_server):
-    api_server.store.add_identity("test-disabled", "user", key="disabled-key-0123456789", scopes=["*-*-*"],
-                                  replace=True)
-    client = AlchemiscaleLocalClient(api_server.url, "test-disabled", "disabled-key-0123456789", **CLIENT_OPTIONS)
+    api_server.store.add_identity(
+        "test-disabled", "user", key="disabled-key-0123456789", scopes=["*-*-*"], replace=True
+    )
+    client = AlchemiscaleLocalClient(
+        api_server.url, "test-disabled", "disabled-key-0123456789", **CLIENT_OPTIONS
+    )
     assert client.get_scopes()
     api_server.store.set_identity_disabled("test-disabled", True)
-    fresh = AlchemiscaleLocalClient(api_server.url, "test-disabled", "disabled-key-0123456789", **CLIENT_OPTIONS)
+    fresh = AlchemiscaleLocalClient(
+        api_server.url, "test-disabled", "disabled-key-0123456789", **CLIENT_OPTIONS
+    )
     with pytest.raises(AuthError) as info:
         fresh.get_scopes()
     assert info.value.status == 401
@@ -167,7 +191,9 @@ def test_client_refreshes_an_expired_token_once(api_server):
 def test_wrong_key_and_wrong_kind_clients(api_server):
     ident, _ = api_server.credentials["user"]
     with pytest.raises(AuthError, match="wrong identifier or key"):
-        AlchemiscaleLocalClient(api_server.url, ident, "wrong-key-0123456789abc", **CLIENT_OPTIONS).get_scopes()
+        AlchemiscaleLocalClient(
+            api_server.url, ident, "wrong-key-0123456789abc", **CLIENT_OPTIONS
+        ).get_scopes()
     # A user identity in a compute client: its token is refused on compute routes.
     cident, ckey = api_server.credentials["user"]
     compute = ComputeClient(api_server.url, cident, ckey, **CLIENT_OPTIONS)
@@ -177,14 +203,17 @@ def test_wrong_key_and_wrong_kind_clients(api_server):
 
 
 def test_limited_compute_identity_claims_only_in_scope(api_server, user_client):
-    api_server.store.add_identity("test-compute-org1", "compute", key="compute-org1-key-0123456789",
-                                  scopes=["org1-*-*"], replace=True)
+    api_server.store.add_identity(
+        "test-compute-org1", "compute", key="compute-org1-key-0123456789", scopes=["org1-*-*"], replace=True
+    )
     net2, _, tfs2 = submit_toy(user_client, "org2-claim-proj", n=1)
     user_client.action_tasks(user_client.create_tasks(tfs2[0]), net2)
     net1, _, tfs1 = submit_toy(user_client, "org1-claim-proj", n=1)
     mine = user_client.create_tasks(tfs1[0])
     user_client.action_tasks(mine, net1)
-    compute = ComputeClient(api_server.url, "test-compute-org1", "compute-org1-key-0123456789", **CLIENT_OPTIONS)
+    compute = ComputeClient(
+        api_server.url, "test-compute-org1", "compute-org1-key-0123456789", **CLIENT_OPTIONS
+    )
     compute.register("svc-org1")
     got = compute.claim_tasks("svc-org1", count=5, scopes=["*-*-*"])
     claimed = [t for t in got if t is not None]
@@ -196,7 +225,9 @@ def test_limited_compute_identity_claims_only_in_scope(api_server, user_client):
 def test_token_of_disabled_or_removed_identity_stops_working(api_server):
     store = api_server.store
     key = store.add_identity("short-lived", "user", scopes=["*-*-*"], replace=True)
-    token = httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).json()["access_token"]
+    token = httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).json()[
+        "access_token"
+    ]
     auth = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{api_server.url}/networks", headers=auth).status_code == 200
     store.set_identity_disabled("short-lived", True)
@@ -210,4 +241,7 @@ def test_token_of_disabled_or_removed_identity_stops_working(api_server):
     time.sleep(gate.recheck_s + 0.2)
     assert httpx.get(f"{api_server.url}/networks", headers=auth).status_code == 401
     # a fresh token for it cannot be had either
-    assert httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).status_code == 401
+    assert (
+        httpx.post(f"{api_server.url}/token", json={"identifier": "short-lived", "key": key}).status_code
+        == 401
+    )

@@ -27,11 +27,14 @@ def test_credentials_file_and_env(api_server, clean_env, tmp_path):
     from alchemiscale_local.settings import load_settings
 
     user, compute = api_server.credentials["user"], api_server.credentials["compute"]
-    path = write_private_json(load_settings().credentials_file, {
-        "api_url": api_server.url,
-        "user": {"identifier": user[0], "key": user[1]},
-        "compute": {"identifier": compute[0], "key": compute[1]},
-    })
+    path = write_private_json(
+        load_settings().credentials_file,
+        {
+            "api_url": api_server.url,
+            "user": {"identifier": user[0], "key": user[1]},
+            "compute": {"identifier": compute[0], "key": compute[1]},
+        },
+    )
     assert path.stat().st_mode & 0o777 == 0o600
     with AlchemiscaleLocalClient(**CLIENT_OPTIONS) as c:
         assert c.identifier == user[0] and [str(s) for s in c.get_scopes()] == ["*-*-*"]
@@ -55,8 +58,15 @@ def test_credentials_file_and_env(api_server, clean_env, tmp_path):
 
 def test_closed_port_gives_bounded_retries_then_server_unavailable():
     port = free_port()
-    c = AlchemiscaleLocalClient(f"http://127.0.0.1:{port}", "u", "k" * 20, max_retries=3,
-                                retry_base_seconds=0.05, retry_max_seconds=0.2, connect_timeout=1)
+    c = AlchemiscaleLocalClient(
+        f"http://127.0.0.1:{port}",
+        "u",
+        "k" * 20,
+        max_retries=3,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+        connect_timeout=1,
+    )
     start = time.monotonic()
     with pytest.raises(ServerUnavailable) as info:
         c.get_info()
@@ -70,8 +80,15 @@ def test_client_started_before_the_server(api_server):
     """The first calls fail to connect; retries carry the client over until the server is up."""
     port = free_port()
     ident, key = api_server.credentials["user"]
-    c = AlchemiscaleLocalClient(f"http://127.0.0.1:{port}", ident, key, max_retries=20,
-                                retry_base_seconds=0.1, retry_max_seconds=0.3, connect_timeout=2)
+    c = AlchemiscaleLocalClient(
+        f"http://127.0.0.1:{port}",
+        ident,
+        key,
+        max_retries=20,
+        retry_base_seconds=0.1,
+        retry_max_seconds=0.3,
+        connect_timeout=2,
+    )
     outcome: dict = {}
 
     def call() -> None:
@@ -92,18 +109,25 @@ def test_client_started_before_the_server(api_server):
 
 def test_state_store_down_is_503_and_retried(tmp_path):
     """A server whose Neo4j is unreachable answers 503 (with a message); the client retries, then says so."""
-    from alchemiscale_local.api import create_app
     from alchemiscale_local.backends.objectstore import ObjectStore
     from alchemiscale_local.backends.statestore import Neo4jStore
 
+    from alchemiscale_local.api import create_app
+
     settings = make_settings(tmp_path)
-    store = Neo4jStore.connect(f"bolt://127.0.0.1:{free_port()}", "neo4j", "x", max_transaction_retry_time=0.2,
-                               connection_timeout=1.0)
+    store = Neo4jStore.connect(
+        f"bolt://127.0.0.1:{free_port()}",
+        "neo4j",
+        "x",
+        max_transaction_retry_time=0.2,
+        connection_timeout=1.0,
+    )
     app = create_app(settings, store=store, objects=ObjectStore.from_settings(settings.objectstore))
     try:
         with serve(app) as url:
-            c = AlchemiscaleLocalClient(url, "test-user", "k" * 20, max_retries=2, retry_base_seconds=0.05,
-                                        retry_max_seconds=0.1)
+            c = AlchemiscaleLocalClient(
+                url, "test-user", "k" * 20, max_retries=2, retry_base_seconds=0.05, retry_max_seconds=0.1
+            )
             start = time.monotonic()
             with pytest.raises(ServerUnavailable) as info:
                 c.get_info()  # the token request hits the state store
@@ -119,16 +143,22 @@ def test_state_store_down_is_503_and_retried(tmp_path):
 
 def test_check_reports_a_missing_object_store(api_server, tmp_path):
     """/check is 503 with the failing part named when the object store root cannot be used."""
-    from alchemiscale_local.api import create_app
     from alchemiscale_local.backends.objectstore import ObjectStore
+
+    from alchemiscale_local.api import create_app
 
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
     objects = ObjectStore((blocker / "objects").as_uri())
     app = create_app(api_server.settings, store=api_server.store, objects=objects)
     with serve(app) as url:
-        c = AlchemiscaleLocalClient(url, *api_server.credentials["user"], max_retries=1,
-                                    retry_base_seconds=0.01, retry_max_seconds=0.01)
+        c = AlchemiscaleLocalClient(
+            url,
+            *api_server.credentials["user"],
+            max_retries=1,
+            retry_base_seconds=0.01,
+            retry_max_seconds=0.01,
+        )
         try:
             c.check()
         except ServerUnavailable as exc:

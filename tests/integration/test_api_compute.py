@@ -10,11 +10,10 @@ import uuid
 import httpx
 import pytest
 import zstandard
+from api_helpers import GUFE_FIXTURES, pdr_document, run_task, submit_toy
 
 from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
 from alchemiscale_local.models import ScopedKey
-
-from api_helpers import GUFE_FIXTURES, pdr_document, run_task, submit_toy
 
 
 @pytest.fixture
@@ -68,7 +67,8 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
     assert inputs["extends"] is None and inputs["extends_result"] is None
     assert inputs["transformation"][-1][0] == tf.gufe_key
     assert inputs["transformation"] == json.loads(
-        json.dumps(user_client.get_transformation(tf, visualize=False)))
+        json.dumps(user_client.get_transformation(tf, visualize=False))
+    )
     with pytest.raises(NotFoundError):
         compute_client.get_extends_result(task)
 
@@ -94,8 +94,10 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
 
     # The raw route: bytes as stored, with their checksum, plain or gzipped on the wire.
     for accept in ("identity", "gzip"):
-        resp = httpx.get(f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
-                         headers={**api_server.headers("user"), "Accept-Encoding": accept})
+        resp = httpx.get(
+            f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
+            headers={**api_server.headers("user"), "Accept-Encoding": accept},
+        )
         assert resp.status_code == 200 and resp.content == data
         assert resp.headers["X-Content-SHA256"] == out["sha256"]
     resp = httpx.get(f"{api_server.url}/tasks/{task}/status", headers=api_server.headers("user"))
@@ -114,7 +116,9 @@ def test_failures_tracebacks_and_restart_patterns(user_client, compute_client, s
     tb = "Traceback (most recent call last):\nRuntimeError: CUDA_ERROR_OUT_OF_MEMORY"
     out = run_task(compute_client, s["service"], task_a, ok=False, traceback=tb)
     assert out["status"] == "waiting"  # the pattern matched: restarted
-    out = run_task(compute_client, s["service"], task_b, ok=False, traceback="Traceback\nValueError: bad input")
+    out = run_task(
+        compute_client, s["service"], task_b, ok=False, traceback="Traceback\nValueError: bad input"
+    )
     assert out["status"] == "error"
     assert user_client.get_tasks_status([task_a, task_b]) == ["waiting", "error"]
     # A non-matching failure cancels the task from the hub (alchemiscale's rule).
@@ -203,8 +207,9 @@ def test_bad_uploads_are_4xx(user_client, compute_client, setup):
     with pytest.raises(ValidationError, match="empty"):
         compute_client.push_result(task, s["service"], pdr_key, True, b"")
     with pytest.raises(ValidationError):  # a failed result must parse (its tracebacks are read)
-        compute_client.push_result(task, s["service"], pdr_key, False,
-                                   zstandard.ZstdCompressor().compress(b"not json"))
+        compute_client.push_result(
+            task, s["service"], pdr_key, False, zstandard.ZstdCompressor().compress(b"not json")
+        )
     deep = zstandard.ZstdCompressor().compress(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(ValidationError):  # nested too deeply to parse
         compute_client.push_result(task, s["service"], pdr_key, False, deep)
@@ -257,14 +262,24 @@ def test_protocol_result_is_gathered_by_the_runtime(user_client, compute_client,
     assert set(claimed) == set(tasks)
     for task in tasks:
         inputs = compute_client.get_task_inputs(task)
-        outcome = runtime.execute(ExecutionRequest(task_key=str(task), transformation=inputs["transformation"],
-                                                   extends=None, workdir=tmp_path / task.gufe_key))
+        outcome = runtime.execute(
+            ExecutionRequest(
+                task_key=str(task),
+                transformation=inputs["transformation"],
+                extends=None,
+                workdir=tmp_path / task.gufe_key,
+            )
+        )
         assert outcome.ok
         compute_client.push_result(task, service, outcome.pdr_key, True, outcome.result)
     compute_client.deregister(service)
 
-    assert user_client.get_transformation_results(user_client.get_network_transformations(net)[1],
-                                                  visualize=False) is None
+    assert (
+        user_client.get_transformation_results(
+            user_client.get_network_transformations(net)[1], visualize=False
+        )
+        is None
+    )
     estimate = user_client.get_transformation_results(tf, visualize=False)
     assert estimate["n_results"] == 2 and "estimate" in estimate and "units" in estimate
     each = user_client.get_transformation_results(tf, return_as="ProtocolResults", visualize=False)
@@ -279,27 +294,57 @@ def test_protocol_result_is_gathered_by_the_runtime(user_client, compute_client,
 
 
 def test_bulk_result_routes_check_scope_and_existence(api_server, user_client, compute_client, setup):
-    net, tfs, tasks = setup["net"], setup["tfs"], setup["tasks"]
+    net = setup["net"]
     service = f"svc-{uuid.uuid4().hex[:8]}"
     compute_client.register(service)
     task = compute_client.claim_tasks(service, scopes=[str(ScopedKey.from_str(str(net)).scope)])[0]
     run_task(compute_client, service, task)
     tf = str(compute_client.get_task_transformation(task))
-    refs = httpx.post(f"{api_server.url}/bulk/transformations/results", headers=api_server.headers("user"),
-                      json={"transformations": [tf]}).json()[tf]
+    refs = httpx.post(
+        f"{api_server.url}/bulk/transformations/results",
+        headers=api_server.headers("user"),
+        json={"transformations": [tf]},
+    ).json()[tf]
     location = refs[0]["location"]
-    ok = httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
-                    json={"locations": [location]})
+    ok = httpx.post(
+        f"{api_server.url}/bulk/results/download",
+        headers=api_server.headers("user"),
+        json={"locations": [location]},
+    )
     header, _, body = ok.content.partition(b"\n")
     assert json.loads(header)[0]["sha256"] == hashlib.sha256(body).hexdigest() == refs[0]["sha256"]
     missing = location.replace("/obj.json.zst", "x/obj.json.zst")
-    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
-                      json={"locations": [missing]}).status_code == 404
+    assert (
+        httpx.post(
+            f"{api_server.url}/bulk/results/download",
+            headers=api_server.headers("user"),
+            json={"locations": [missing]},
+        ).status_code
+        == 404
+    )
     # the limited identity sees org1 only: a location in another org is refused before any lookup
-    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("limited"),
-                      json={"locations": [location]}).status_code == 200
+    assert (
+        httpx.post(
+            f"{api_server.url}/bulk/results/download",
+            headers=api_server.headers("limited"),
+            json={"locations": [location]},
+        ).status_code
+        == 200
+    )
     elsewhere = "/".join(["protocoldagresult", "org2", *location.split("/")[2:]])
-    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("limited"),
-                      json={"locations": [elsewhere]}).status_code == 403
-    assert httpx.post(f"{api_server.url}/bulk/results/download", headers=api_server.headers("user"),
-                      json={"locations": ["../etc/passwd"]}).status_code == 400
+    assert (
+        httpx.post(
+            f"{api_server.url}/bulk/results/download",
+            headers=api_server.headers("limited"),
+            json={"locations": [elsewhere]},
+        ).status_code
+        == 403
+    )
+    assert (
+        httpx.post(
+            f"{api_server.url}/bulk/results/download",
+            headers=api_server.headers("user"),
+            json={"locations": ["../etc/passwd"]},
+        ).status_code
+        == 400
+    )

@@ -10,8 +10,8 @@ import zlib
 import httpx
 import pytest
 import zstandard
-
 from api_helpers import api_routes, submit_toy, toy_network
+
 from tests.plugins.api_server import running_api
 
 SCOPE = "org1-errors-proj"
@@ -62,14 +62,23 @@ def test_malformed_network_submissions(http, known):
     assert_4xx(post(json={"network": chain, "scope": SCOPE}), 400)
     # Deep nesting is refused, not a RecursionError.
     deep = "[" * 5000 + "1" + "]" * 5000
-    body = ('{"network": [["Foo-1", {"x": ' + deep + ', "__qualname__": "Foo", "__module__": "m"}]], '
-            '"scope": "' + SCOPE + '"}')
+    body = (
+        '{"network": [["Foo-1", {"x": ' + deep + ', "__qualname__": "Foo", "__module__": "m"}]], '
+        '"scope": "' + SCOPE + '"}'
+    )
     assert_4xx(post(content=body.encode(), headers=ctype), 400, 413, 422)
 
 
 def test_bad_scopes_and_queries(http):
-    for params in ({"scope": "bad"}, {"scope": "a-*-c"}, {"scope": "a-b-c-d"}, {"org": "1x"},
-                   {"org": "*", "campaign": "c"}, {"name": "("}, {"state": "bogus"}):
+    for params in (
+        {"scope": "bad"},
+        {"scope": "a-*-c"},
+        {"scope": "a-b-c-d"},
+        {"org": "1x"},
+        {"org": "*", "campaign": "c"},
+        {"name": "("},
+        {"state": "bogus"},
+    ):
         assert_4xx(http.get("/networks", params=params), 400)
     assert_4xx(http.get("/tasks", params={"status": "sleeping"}), 400)
     assert_4xx(http.get("/tasks", params={"scope": "x-y"}), 400)
@@ -100,15 +109,18 @@ def test_bad_and_unknown_keys(http, known):
     assert_4xx(http.post("/bulk/tasks/status/set", json={"tasks": ["nope"], "status": "waiting"}), 400)
     assert_4xx(http.post("/bulk/networks/state/set", json={"networks": [net], "states": []}), 400)
     assert_4xx(http.post("/bulk/networks/weight/set", json={"networks": [net], "weights": [0.1, 0.2]}), 400)
-    assert_4xx(http.post(f"/networks/{net}/tasks/action", json={"tasks": known["tasks"], "weight": [0.5]}), 400)
+    assert_4xx(
+        http.post(f"/networks/{net}/tasks/action", json={"tasks": known["tasks"], "weight": [0.5]}), 400
+    )
     assert http.post("/bulk/tasks/status/get", json={"tasks": ["nope", unknown_task]}).json() == [None, None]
 
 
 def test_wrong_transitions_are_409(http, known):
     task = known["tasks"][1]
     assert http.post("/bulk/tasks/status/set", json={"tasks": [task], "status": "deleted"}).status_code == 200
-    assert "deleted" in assert_4xx(http.post("/bulk/tasks/status/set",
-                                             json={"tasks": [task], "status": "waiting"}), 409)
+    assert "deleted" in assert_4xx(
+        http.post("/bulk/tasks/status/set", json={"tasks": [task], "status": "waiting"}), 409
+    )
     assert_4xx(http.post("/bulk/tasks/status/set", json={"tasks": [task], "status": "invalid"}), 409)
     assert_4xx(http.post(f"/transformations/{known['tf']}/tasks", json={"extends": task}), 409)
     assert_4xx(http.post("/bulk/tasks/status/set", json={"tasks": [task], "status": "running"}), 400)
@@ -119,16 +131,31 @@ def test_bad_compute_requests(api_server, known):
         task = known["tasks"][0]
         assert_4xx(http.post("/compute/claim", json={"count": 1}), 422)
         assert_4xx(http.post("/compute/claim", json={"compute_service_id": "x", "count": 10**6}), 422)
-        assert_4xx(http.post("/compute/computeservice/a/register",
-                             json={"identifier": "b", "hostname": "h", "pid": 1}), 400)
+        assert_4xx(
+            http.post(
+                "/compute/computeservice/a/register", json={"identifier": "b", "hostname": "h", "pid": 1}
+            ),
+            400,
+        )
         assert_4xx(http.post("/compute/computeservice/a/register", json={"identifier": "a"}), 422)
         assert_4xx(http.post(f"/compute/tasks/{task}/results", content=b"x"), 422)  # query params missing
-        assert_4xx(http.post(f"/compute/tasks/{task}/results",
-                             params={"compute_service_id": "x", "pdr_key": "p", "ok": "maybe"}, content=b"x"), 422)
+        assert_4xx(
+            http.post(
+                f"/compute/tasks/{task}/results",
+                params={"compute_service_id": "x", "pdr_key": "p", "ok": "maybe"},
+                content=b"x",
+            ),
+            422,
+        )
         # Not claimed by this (unregistered) service.
-        assert_4xx(http.post(f"/compute/tasks/{task}/results",
-                             params={"compute_service_id": "x", "pdr_key": "p", "ok": "true"},
-                             content=zstandard.ZstdCompressor().compress(b"[]")), 409)
+        assert_4xx(
+            http.post(
+                f"/compute/tasks/{task}/results",
+                params={"compute_service_id": "x", "pdr_key": "p", "ok": "true"},
+                content=zstandard.ZstdCompressor().compress(b"[]"),
+            ),
+            409,
+        )
         assert_4xx(http.post("/compute/computeservice/nobody/heartbeat"), 404)
         assert_4xx(http.get("/compute/tasks/garbage/inputs"), 400)
 
@@ -149,23 +176,41 @@ def test_garbage_path_parameters_never_5xx(api_server, method, path):
 
 def test_gzip_and_zstd_request_bodies(http, known, user_client):
     payload = json.dumps({"tasks": known["tasks"]}).encode()
-    for encoding, data in (("gzip", gzip.compress(payload)), ("zstd", zstandard.ZstdCompressor().compress(payload))):
-        resp = http.post("/bulk/tasks/status/get", content=data,
-                         headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    for encoding, data in (
+        ("gzip", gzip.compress(payload)),
+        ("zstd", zstandard.ZstdCompressor().compress(payload)),
+    ):
+        resp = http.post(
+            "/bulk/tasks/status/get",
+            content=data,
+            headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+        )
         assert resp.status_code == 200 and len(resp.json()) == 2, resp.text
     chain = toy_network(2)
     body = json.dumps({"network": chain, "scope": SCOPE}).encode()
-    resp = http.post("/networks", content=zstandard.ZstdCompressor().compress(body),
-                     headers={"Content-Type": "application/json", "Content-Encoding": "zstd"})
+    resp = http.post(
+        "/networks",
+        content=zstandard.ZstdCompressor().compress(body),
+        headers={"Content-Type": "application/json", "Content-Encoding": "zstd"},
+    )
     assert resp.status_code == 200 and resp.json()["network"].startswith(chain[-1][0])
-    resp = http.post("/bulk/tasks/status/get", content=b"\x1f\x8bnot gzip at all",
-                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp = http.post(
+        "/bulk/tasks/status/get",
+        content=b"\x1f\x8bnot gzip at all",
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert "not valid gzip" in assert_4xx(resp, 400)
-    resp = http.post("/bulk/tasks/status/get", content=b"\x28\xb5\x2f\xfd\x00garbage",
-                     headers={"Content-Type": "application/json", "Content-Encoding": "zstd"})
+    resp = http.post(
+        "/bulk/tasks/status/get",
+        content=b"\x28\xb5\x2f\xfd\x00garbage",
+        headers={"Content-Type": "application/json", "Content-Encoding": "zstd"},
+    )
     assert_4xx(resp, 400)
-    resp = http.post("/bulk/tasks/status/get", content=payload,
-                     headers={"Content-Type": "application/json", "Content-Encoding": "br"})
+    resp = http.post(
+        "/bulk/tasks/status/get",
+        content=payload,
+        headers={"Content-Type": "application/json", "Content-Encoding": "br"},
+    )
     assert "unsupported Content-Encoding" in assert_4xx(resp, 415)
     # Responses are gzipped for clients that accept it.
     resp = http.get(f"/networks/{known['net']}", headers={"Accept-Encoding": "gzip"})
@@ -186,8 +231,9 @@ def test_oversized_bodies_are_413(neo4j_connection, tmp_path):
             # A compression bomb stops at the same limit, after decompression.
             bomb = gzip.compress(b'{"tasks": ["' + b"A" * 1_000_000 + b'"]}')
             assert len(bomb) < 4096
-            resp = http.post("/bulk/tasks/status/get", content=bomb,
-                             headers={**ctype, "Content-Encoding": "gzip"})
+            resp = http.post(
+                "/bulk/tasks/status/get", content=bomb, headers={**ctype, "Content-Encoding": "gzip"}
+            )
             assert_4xx(resp, 413)
             resp = http.post("/networks", content=big, headers=ctype)
             assert_4xx(resp, 413)
@@ -204,9 +250,15 @@ def test_oversized_bodies_are_413(neo4j_connection, tmp_path):
         big_result = b"\x28\xb5\x2f\xfd" + b"\x00" * 8000
         for content in (big_result, iter([big_result[:1000], big_result[1000:]])):
             with httpx.Client(base_url=small.url, headers=small.headers("compute"), timeout=60) as http:
-                resp = http.post(f"/compute/tasks/{task}/results", content=content,
-                                 params={"compute_service_id": "svc-small", "pdr_key": "ProtocolDAGResult-1",
-                                         "ok": "true"})
+                resp = http.post(
+                    f"/compute/tasks/{task}/results",
+                    content=content,
+                    params={
+                        "compute_service_id": "svc-small",
+                        "pdr_key": "ProtocolDAGResult-1",
+                        "ok": "true",
+                    },
+                )
             assert "exceeds the limit" in assert_4xx(resp, 413)
         assert user.get_tasks_status([task]) == ["running"]
         assert user.get_transformation_results(user.get_task_transformation(task), return_as="refs") == []
@@ -215,6 +267,9 @@ def test_oversized_bodies_are_413(neo4j_connection, tmp_path):
 
 def test_zlib_raw_deflate_is_not_gzip(http, known):
     payload = json.dumps({"tasks": known["tasks"]}).encode()
-    resp = http.post("/bulk/tasks/status/get", content=zlib.compress(payload),
-                     headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp = http.post(
+        "/bulk/tasks/status/get",
+        content=zlib.compress(payload),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert_4xx(resp, 400)

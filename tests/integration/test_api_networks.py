@@ -6,11 +6,18 @@ import json
 import uuid
 
 import pytest
+from api_helpers import (
+    API_NETWORK_FIXTURES,
+    GUFE_FIXTURES,
+    entries,
+    fixture_text,
+    subchain,
+    submit_toy,
+    toy_network,
+)
 
 from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
 from alchemiscale_local.models import Scope, ScopedKey
-
-from api_helpers import API_NETWORK_FIXTURES, GUFE_FIXTURES, entries, fixture_text, subchain, submit_toy, toy_network
 
 SCOPE = "org1-camp-proj"
 
@@ -36,9 +43,13 @@ def test_fixture_network_round_trip(user_client, name):
 
     # Every transformation comes back as its own sub-chain; so does one chemical system.
     tf = tfs[0]
-    assert entries(user_client.get_transformation(tf, visualize=False)) == entries(subchain(chain, tf.gufe_key))
+    assert entries(user_client.get_transformation(tf, visualize=False)) == entries(
+        subchain(chain, tf.gufe_key)
+    )
     cs = css[0]
-    assert entries(user_client.get_chemicalsystem(cs, visualize=False)) == entries(subchain(chain, cs.gufe_key))
+    assert entries(user_client.get_chemicalsystem(cs, visualize=False)) == entries(
+        subchain(chain, cs.gufe_key)
+    )
     assert net in user_client.get_transformation_networks(tf)
     assert net in user_client.get_chemicalsystem_networks(cs)
     tf_systems = user_client.get_transformation_chemicalsystems(tf)
@@ -97,8 +108,9 @@ def test_query_networks_state_and_weights(user_client):
     tag = "qn" + uuid.uuid4().hex[:8]
     a, _, _ = submit_toy(user_client, "org1-camp-query", name=f"{tag}_alpha")
     b, _, _ = submit_toy(user_client, "org1-camp-query", name=f"{tag}_beta")
-    c = user_client.create_network(toy_network(2, name=f"{tag}_gamma"), "org2-camp-query", state="inactive",
-                                   visualize=False)
+    c = user_client.create_network(
+        toy_network(2, name=f"{tag}_gamma"), "org2-camp-query", state="inactive", visualize=False
+    )
     assert set(user_client.query_networks(scope="org1-camp-query")) == {a, b}
     assert user_client.query_networks(name=f"{tag}_al.*") == [a]
     assert user_client.query_networks(name=f"{tag}_.*", scope="org2-*-*") == []

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
+from api_helpers import submit_toy  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
-from api_helpers import submit_toy  # noqa: E402
 from tests.plugins.api_server import make_settings  # noqa: E402
 
 MAX_EXAMPLES = 8
@@ -41,8 +41,15 @@ def real_keys(api_server):
         tasks = client.create_tasks(tfs[0], count=2)
         client.action_tasks(tasks, net)
         cs = client.get_network_chemicalsystems(net)[0]
-    return {"network": str(net), "transformation": str(tfs[0]), "chemicalsystem": str(cs),
-            "task": str(tasks[0]), "scoped_key": str(net), "identifier": "test-user", "scope": "org1-fuzz-proj"}
+    return {
+        "network": str(net),
+        "transformation": str(tfs[0]),
+        "chemicalsystem": str(cs),
+        "task": str(tasks[0]),
+        "scoped_key": str(net),
+        "identifier": "test-user",
+        "scope": "org1-fuzz-proj",
+    }
 
 
 def test_schema_covers_the_api():
@@ -50,7 +57,9 @@ def test_schema_covers_the_api():
     assert ("POST", "/compute/claim") in OPERATIONS and ("GET", "/networks/{network}") in OPERATIONS
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
+@pytest.mark.parametrize(
+    "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"]
+)
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_no_server_errors(api_server, real_keys, method, path, mode):
     operation = SCHEMA[path][method]
@@ -64,12 +73,20 @@ def test_no_server_errors(api_server, real_keys, method, path, mode):
     failures: list[str] = []
 
     @given(case=strategy)
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case) -> None:
         response = case.call(base_url=api_server.url, headers=headers, timeout=60)
         if response.status_code >= 500:
-            failures.append(f"{response.status_code} {response.text[:300]}\n  reproduce: {case.as_curl_command()}")
+            failures.append(
+                f"{response.status_code} {response.text[:300]}\n  reproduce: {case.as_curl_command()}"
+            )
 
     try:
         run()

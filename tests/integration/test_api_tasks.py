@@ -7,11 +7,10 @@ import time
 import uuid
 
 import pytest
+from api_helpers import run_task, submit_toy
 
 from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
 from alchemiscale_local.models import ScopedKey
-
-from api_helpers import run_task, submit_toy
 
 SCOPE = "org1-tasks-proj"
 
@@ -71,9 +70,14 @@ def test_action_cancel_and_weights(user_client, net):
     assert weights == {tasks[0]: 0.5, tasks[1]: 0.5}
     assert user_client.action_tasks(tasks, network, weight=[0.1, 0.2, 0.3]) == tasks
     assert user_client.get_network_actioned_tasks(network, task_weights=True) == {
-        tasks[0]: pytest.approx(0.1), tasks[1]: pytest.approx(0.2), tasks[2]: pytest.approx(0.3)}
+        tasks[0]: pytest.approx(0.1),
+        tasks[1]: pytest.approx(0.2),
+        tasks[2]: pytest.approx(0.3),
+    }
     assert user_client.get_task_actioned_networks(tasks[0]) == [network]
-    assert user_client.get_task_actioned_networks(tasks[0], task_weights=True) == {network: pytest.approx(0.1)}
+    assert user_client.get_task_actioned_networks(tasks[0], task_weights=True) == {
+        network: pytest.approx(0.1)
+    }
     both = user_client.get_networks_actioned_tasks([network, network], task_weights=False)
     assert len(both) == 2 and set(both[0]) == set(tasks)
 
@@ -131,11 +135,15 @@ def test_status_summaries(user_client, net, capsys):
     assert user_client.get_transformation_status(tfs[2], visualize=False) == {}
     assert user_client.get_scope_status(network.scope, visualize=False) == {"waiting": 2, "invalid": 1}
     assert user_client.get_scope_status(network.scope, visualize=False, network_state=None) == {
-        "waiting": 2, "invalid": 1}
+        "waiting": 2,
+        "invalid": 1,
+    }
     user_client.set_network_state(network, "inactive")
     assert user_client.get_scope_status(network.scope, visualize=False) == {}
     assert user_client.get_scope_status(network.scope, visualize=False, network_state="inactive") == {
-        "waiting": 2, "invalid": 1}
+        "waiting": 2,
+        "invalid": 1,
+    }
     user_client.set_network_state(network, "active")
 
     capsys.readouterr()

@@ -33,14 +33,33 @@ def _finite_numbers(section: dict) -> None:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.skipif(bool(os.environ.get("ALCHEMISCALE_LOCAL_TEST_NEO4J_URI")),
-                    reason="the benchmarks start their own jar Neo4j")
+@pytest.mark.skipif(
+    bool(os.environ.get("ALCHEMISCALE_LOCAL_TEST_NEO4J_URI")),
+    reason="the benchmarks start their own jar Neo4j",
+)
 def test_quick_benchmarks_write_complete_json(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_") or k.endswith("CACHE_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ALCHEMISCALE_LOCAL_") or k.endswith("CACHE_DIR")
+    }
     env["ALCHEMISCALE_LOCAL_CONFIG_FILE"] = str(tmp_path / "no-config.toml")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run_all", "--quick", "--only", ",".join(SUBSET), "--out", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=220,
+        [
+            sys.executable,
+            "-m",
+            "bench.run_all",
+            "--quick",
+            "--only",
+            ",".join(SUBSET),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in SUBSET:
@@ -62,15 +81,20 @@ def test_quick_benchmarks_write_complete_json(tmp_path: Path) -> None:
 def test_idle_gap_log_parsing(tmp_path: Path) -> None:
     log = tmp_path / "compute-cpu-0.log"
     svc = "alchemiscale_local.compute.service"
-    log.write_text("\n".join([
-        f"2025-01-01 10:00:00,000 INFO {svc}: registered x (CUDA_VISIBLE_DEVICES=)",
-        f"2025-01-01 10:00:00,100 INFO {svc}: running Task-a-o-c-p",
-        f"2025-01-01 10:00:00,500 INFO {svc}: pushed Task-a-o-c-p",
-        f"2025-01-01 10:00:00,501 INFO {svc}: Task-a-o-c-p completed in 0.4 s",
-        f"2025-01-01 10:00:00,540 INFO {svc}: running Task-b-o-c-p",
-        f"2025-01-01 10:00:01,000 INFO {svc}: pushed Task-b-o-c-p",
-        f"2025-01-01 10:00:01,010 INFO {svc}: running Task-other-o-c-p",
-    ]) + "\n")
+    log.write_text(
+        "\n".join(
+            [
+                f"2025-01-01 10:00:00,000 INFO {svc}: registered x (CUDA_VISIBLE_DEVICES=)",
+                f"2025-01-01 10:00:00,100 INFO {svc}: running Task-a-o-c-p",
+                f"2025-01-01 10:00:00,500 INFO {svc}: pushed Task-a-o-c-p",
+                f"2025-01-01 10:00:00,501 INFO {svc}: Task-a-o-c-p completed in 0.4 s",
+                f"2025-01-01 10:00:00,540 INFO {svc}: running Task-b-o-c-p",
+                f"2025-01-01 10:00:01,000 INFO {svc}: pushed Task-b-o-c-p",
+                f"2025-01-01 10:00:01,010 INFO {svc}: running Task-other-o-c-p",
+            ]
+        )
+        + "\n"
+    )
     events = service_events(log, {"Task-a-o-c-p", "Task-b-o-c-p"})
     idle, busy = gaps(events)
     assert [round(g, 3) for g in idle] == [0.04]

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from neo4j import GraphDatabase
-from neo4j.exceptions import AuthError
-
 from alchemiscale_local.launchers.neo4j.base import Neo4jStartError, password_file
 from alchemiscale_local.launchers.neo4j.jar import JarLauncher
 from alchemiscale_local.launchers.neo4j.process import launchers_for_home
+from neo4j import GraphDatabase
+from neo4j.exceptions import AuthError
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("ALCHEMISCALE_LOCAL_TEST_NEO4J_URI")),

@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 import zstandard
-from pydantic import SecretStr
-
 from alchemiscale_local.backends.objectstore import (
     ChecksumMismatch,
     InvalidPath,
@@ -33,6 +31,8 @@ from alchemiscale_local.backends.objectstore import (
     storage_options_from_settings,
 )
 from alchemiscale_local.backends.objectstore.paths import TMP_PREFIX
+from pydantic import SecretStr
+
 from alchemiscale_local.models import Scope, ScopedKey
 from alchemiscale_local.settings import ObjectStoreSettings, Settings
 
@@ -231,7 +231,9 @@ def test_failing_stream_leaves_nothing(objstore: ObjectStore, backend: dict[str,
         assert not root.exists() or not any(root.iterdir())  # no temp file, no empty directories
     else:
         bucket, prefix = backend["url"][5:].split("/", 1)
-        assert not objstore.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/").get("Uploads")
+        assert not objstore.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/").get(
+            "Uploads"
+        )
     assert push(objstore, pdr_bytes()).created
 
 
@@ -329,7 +331,9 @@ def test_writer_killed_mid_write(objstore: ObjectStore, backend: dict[str, Any])
     if backend["kind"] == "file":
         assert not list(root.rglob(f"{TMP_PREFIX}*"))
     else:
-        assert not objstore.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/").get("Uploads")
+        assert not objstore.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/").get(
+            "Uploads"
+        )
     data = pdr_bytes()
     obj = push(objstore, data)
     assert objstore.get_result(obj.location, obj.sha256) == data
@@ -435,12 +439,18 @@ def test_task_files(objstore: ObjectStore) -> None:
 def test_list_and_delete(objstore: ObjectStore) -> None:
     a = push(objstore, pdr_bytes(1), pdr="ProtocolDAGResult-a1")
     b = push(objstore, pdr_bytes(2), pdr="ProtocolDAGResult-b2", ok=False)
-    c = objstore.push_result(pdr_bytes(3), scope=SCOPE, transformation_key="Transformation-99", pdr_key=PDR, ok=True)
+    c = objstore.push_result(
+        pdr_bytes(3), scope=SCOPE, transformation_key="Transformation-99", pdr_key=PDR, ok=True
+    )
     tf_prefix = f"protocoldagresult/org/camp/proj/{TF}"
     assert [o.location for o in objstore.list_prefix(tf_prefix)] == sorted([a.location, b.location])
     assert [o.location for o in objstore.list_prefix(tf_prefix + "/results/")] == [a.location]
-    assert [o.location for o in objstore.list_prefix("protocoldagresult/org/camp/proj/Transformation-9")] == []
-    assert {(o.location, o.size) for o in objstore.list_prefix("")} == {(x.location, x.size) for x in (a, b, c)}
+    assert [
+        o.location for o in objstore.list_prefix("protocoldagresult/org/camp/proj/Transformation-9")
+    ] == []
+    assert {(o.location, o.size) for o in objstore.list_prefix("")} == {
+        (x.location, x.size) for x in (a, b, c)
+    }
     assert objstore.delete_result(a.location) is True
     assert objstore.delete_result(a.location) is False
     with pytest.raises(ObjectNotFound):
@@ -469,7 +479,9 @@ def test_check_unreachable(backend: dict[str, Any], tmp_path: Path) -> None:
         server.start()
         host, port = server.get_host_and_port()
         server.stop()
-        objstore = ObjectStore(backend["url"], {**backend["storage_options"], "endpoint_url": f"http://{host}:{port}"})
+        objstore = ObjectStore(
+            backend["url"], {**backend["storage_options"], "endpoint_url": f"http://{host}:{port}"}
+        )
     start = time.monotonic()
     with pytest.raises(ObjectStoreUnavailable, match="unavailable"):
         objstore.check()

@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from alchemiscale_local.backends.statestore import (
     InvalidInput,
     InvalidTransition,
     NotFound,
     StateStoreError,
 )
-
 from statestore_helpers import (
     SCOPE,
     fixture_text,
@@ -25,7 +23,19 @@ from statestore_helpers import (
 )
 
 TF_QUALNAMES = ("Transformation", "NonTransformation")
-BAD_SCOPES = ["..", "a/b", "a-b", "*-x-y", "a-*-c", "a-b-c-d", "", "1a-b-c", "a-b-c d", "a-b-c/../x", "a-b-c\n"]
+BAD_SCOPES = [
+    "..",
+    "a/b",
+    "a-b",
+    "*-x-y",
+    "a-*-c",
+    "a-b-c-d",
+    "",
+    "1a-b-c",
+    "a-b-c d",
+    "a-b-c/../x",
+    "a-b-c\n",
+]
 MISSING_TASK = f"Task-{'0' * 32}-{SCOPE}"
 MISSING_NET = f"AlchemicalNetwork-{'0' * 32}-{SCOPE}"
 
@@ -96,7 +106,9 @@ def _malformed_chains() -> dict:
     bad[-1][0] = "AlchemicalNetwork-not/hex"
     cases["malformed key"] = bad
     bad = copy.deepcopy(good)
-    bad.insert(0, ["SolventComponent-" + "e" * 32, {"__qualname__": "SolventComponent", "__module__": "gufe"}])
+    bad.insert(
+        0, ["SolventComponent-" + "e" * 32, {"__qualname__": "SolventComponent", "__module__": "gufe"}]
+    )
     cases["unreachable entry"] = bad
     bad = copy.deepcopy(good)
     bad[-1][1]["nodes"][0] = copy.deepcopy(kc[kc.keys_of("ChemicalSystem")[0]])
@@ -211,7 +223,9 @@ def test_unknown_keys(unchanged):
         lambda: store.claim_tasks("unregistered-1", 1),
         lambda: store.deregister_computeservice("unregistered-1"),
         lambda: store.add_task_restart_patterns(MISSING_NET, ["x"], 1),
-        lambda: store.set_task_result(MISSING_TASK, result_ref(MISSING_TASK, True), identifier=unchanged["svc"]),
+        lambda: store.set_task_result(
+            MISSING_TASK, result_ref(MISSING_TASK, True), identifier=unchanged["svc"]
+        ),
         lambda: store.remove_identity("nobody"),
     ):
         with pytest.raises(NotFound):

@@ -7,9 +7,7 @@ import time
 from collections import Counter
 
 import pytest
-
 from alchemiscale_local.backends.statestore import InvalidInput, NotFound
-
 from statestore_helpers import (
     OTHER_SCOPE,
     SCOPE,
@@ -256,7 +254,9 @@ def test_concurrent_claimers_claim_every_task_exactly_once(store, capsys):
         assert all(holder[t] == svc for t in got)
     assert store.get_scope_status(SCOPE) == {"running": 600}
     with capsys.disabled():
-        print(f"\n[statestore] 16 claimers claimed 600 tasks in {elapsed:.2f} s ({600 / elapsed:.0f} claims/s)")
+        print(
+            f"\n[statestore] 16 claimers claimed 600 tasks in {elapsed:.2f} s ({600 / elapsed:.0f} claims/s)"
+        )
 
 
 @pytest.mark.parametrize("n_claimers", [1, 16])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from alchemiscale_local.backends.statestore import Conflict, NotFound
-from alchemiscale_local.models import ComputeServiceRegistration
-
 from statestore_helpers import SCOPE, count_label, graph_snapshot, keys_of, register, result_ref, toy_chain
+
+from alchemiscale_local.models import ComputeServiceRegistration
 
 TF_QUALNAMES = ("Transformation", "NonTransformation")
 
@@ -25,7 +24,9 @@ def queued(store):
 
 
 def test_register_heartbeat_list(store):
-    reg = ComputeServiceRegistration(identifier="gpu0-abc", hostname="node1", pid=42, gpu="0", runtimes=["toy"])
+    reg = ComputeServiceRegistration(
+        identifier="gpu0-abc", hostname="node1", pid=42, gpu="0", runtimes=["toy"]
+    )
     assert store.register_computeservice(reg) == "gpu0-abc"
     (row,) = store.list_computeservices()
     assert row["identifier"] == "gpu0-abc" and row["hostname"] == "node1" and row["pid"] == 42
@@ -51,7 +52,9 @@ def test_deregister_returns_running_tasks_to_waiting(store, queued):
     theirs = store.claim_tasks(other, 1)
     done = store.claim_tasks(svc, 1)
     store.set_task_result(done[0], result_ref(done[0], True), identifier=svc)
-    assert sorted(store.list_computeservices()[0]["tasks"] + store.list_computeservices()[1]["tasks"]) == sorted(mine + theirs)
+    assert sorted(
+        store.list_computeservices()[0]["tasks"] + store.list_computeservices()[1]["tasks"]
+    ) == sorted(mine + theirs)
 
     store.deregister_computeservice(svc)
     assert store.get_task_status(mine) == ["waiting", "waiting"]

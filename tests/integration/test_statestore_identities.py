@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from alchemiscale_local.backends.statestore import Conflict, InvalidInput, NotFound
-
 from statestore_helpers import graph_snapshot
 
 KEY = "correct-horse-battery-staple"
@@ -32,7 +30,10 @@ def test_add_list_remove(store):
         store.remove_identity("alice")
     with pytest.raises(NotFound):
         store.get_identity("alice")
-    for call in (lambda: store.set_identity_disabled("alice", True), lambda: store.set_identity_scopes("alice", [])):
+    for call in (
+        lambda: store.set_identity_disabled("alice", True),
+        lambda: store.set_identity_scopes("alice", []),
+    ):
         with pytest.raises(NotFound):
             call()
 

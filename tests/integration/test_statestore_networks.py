@@ -8,11 +8,7 @@ import threading
 import time
 
 import pytest
-
-from alchemiscale_local import keyedchain
 from alchemiscale_local.backends.statestore import InvalidInput, NotFound, hub_key
-from alchemiscale_local.models import ScopedKey
-
 from statestore_helpers import (
     NETWORK_FIXTURES,
     OTHER_SCOPE,
@@ -28,6 +24,9 @@ from statestore_helpers import (
     network_of,
     toy_chain,
 )
+
+from alchemiscale_local import keyedchain
+from alchemiscale_local.models import ScopedKey
 
 TF_QUALNAMES = ("Transformation", "NonTransformation")
 
@@ -87,7 +86,10 @@ def test_fixture_network_round_trips(store, name):
     assert tf_sk in store.get_chemicalsystem_transformations(expected_systems[0])
     assert store.get_chemicalsystem_networks(expected_systems[0]) == [str(sk)]
     proto_key = tf_doc["protocol"][":gufe-key:"]
-    assert store.transformation_protocol(tf_sk) == (kc[proto_key]["__qualname__"], kc[proto_key]["__module__"])
+    assert store.transformation_protocol(tf_sk) == (
+        kc[proto_key]["__qualname__"],
+        kc[proto_key]["__module__"],
+    )
 
 
 def test_resubmission_creates_nothing(store):
@@ -190,7 +192,10 @@ def test_concurrent_overlapping_submissions(store):
     assert count_label(store.driver, "GufeTokenizable") == len(entries)
     assert sum(r[1]["created"] for r in results.values()) == len(entries)
     expected_rels = sum(len(keyedchain.references(d)) for d in entries.values())
-    assert store.driver.execute_query("MATCH ()-[r:DEPENDS_ON]->() RETURN count(r) AS n").records[0]["n"] == expected_rels
+    assert (
+        store.driver.execute_query("MATCH ()-[r:DEPENDS_ON]->() RETURN count(r) AS n").records[0]["n"]
+        == expected_rels
+    )
     assert count_label(store.driver, "TaskHub") == len(nets)
     for i, net in enumerate(nets):
         assert entry_set(store.get_keyed_chain(results[i][0])) == entry_set(net)
@@ -253,9 +258,12 @@ def test_network_state_and_weight(store):
     # Re-submitting sets the state it is given.
     store.assemble_network(toy_chain(2, salt="w"), SCOPE, state="invalid")
     assert store.get_network_state([n]) == ["invalid"]
-    assert store.driver.execute_query(
-        "MATCH (th:TaskHub {_scoped_key: $h})-[:PERFORMS]->(an) RETURN an._scoped_key AS n", h=hub_key(sk)
-    ).records[0]["n"] == n
+    assert (
+        store.driver.execute_query(
+            "MATCH (th:TaskHub {_scoped_key: $h})-[:PERFORMS]->(an) RETURN an._scoped_key AS n", h=hub_key(sk)
+        ).records[0]["n"]
+        == n
+    )
 
 
 def test_fetch_unknown_object_is_not_found(store):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from alchemiscale_local.backends.statestore import InvalidInput, NotFound
-
 from statestore_helpers import SCOPE, graph_snapshot, keys_of, network_of, register, result_ref, toy_chain
 
 TF_QUALNAMES = ("Transformation", "NonTransformation")
-BOOM = "Traceback (most recent call last):\n  File \"unit.py\", line 3\nRuntimeError: boom: the integrator blew up"
-OTHER = "Traceback (most recent call last):\n  File \"unit.py\", line 9\nValueError: bad input geometry"
+BOOM = (
+    'Traceback (most recent call last):\n  File "unit.py", line 3\nRuntimeError: boom: the integrator blew up'
+)
+OTHER = 'Traceback (most recent call last):\n  File "unit.py", line 9\nValueError: bad input geometry'
 
 
 @pytest.fixture
@@ -65,7 +65,9 @@ def test_failure_keeps_tracebacks_and_actions(store, net):
     assert store.get_task_results(t) == []
     (failure,) = store.get_task_results(t, ok=False)
     assert failure["ok"] is False and failure["tracebacks"] == [BOOM, OTHER]
-    assert [r["location"] for r in store.get_transformation_results(tfs[0], ok=False)] == [failure["location"]]
+    assert [r["location"] for r in store.get_transformation_results(tfs[0], ok=False)] == [
+        failure["location"]
+    ]
     # No patterns: it stays actioned, so the user can re-queue it.
     assert store.get_network_actioned_tasks(network) == {t: 0.5}
     store.set_task_status([t], "waiting")
@@ -182,13 +184,22 @@ def test_get_set_remove_clear_patterns(store, net):
     store.clear_task_restart_patterns(network)
     assert store.get_task_restart_patterns(network) == {}
     assert applies(store, t) == {}
-    assert store.driver.execute_query("MATCH (p:TaskRestartPattern) RETURN count(p) AS n").records[0]["n"] == 0
+    assert (
+        store.driver.execute_query("MATCH (p:TaskRestartPattern) RETURN count(p) AS n").records[0]["n"] == 0
+    )
 
 
 def test_pattern_bad_input(store, net):
     network, _ = net
     before = graph_snapshot(store.driver)
-    for patterns, retries in ((["("], 2), ([""], 2), (["x" * 1001], 2), (["ok"], 0), (["ok"], -1), (["ok"], 1.5)):
+    for patterns, retries in (
+        (["("], 2),
+        ([""], 2),
+        (["x" * 1001], 2),
+        (["ok"], 0),
+        (["ok"], -1),
+        (["ok"], 1.5),
+    ):
         with pytest.raises(InvalidInput):
             store.add_task_restart_patterns(network, patterns, retries)
     with pytest.raises(InvalidInput):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
 from alchemiscale_local.backends.statestore import InvalidInput, InvalidTransition, NotFound
-
 from statestore_helpers import (
     OTHER_SCOPE,
     SCOPE,
@@ -159,7 +157,12 @@ def test_terminal_status_propagates_to_extending_tasks(store, net, terminal):
 
     store.set_task_status([b], terminal)
     assert store.get_task_status([a, b, b2, c, d, other]) == [
-        "waiting", terminal, blocked, terminal, terminal, "waiting"
+        "waiting",
+        terminal,
+        blocked,
+        terminal,
+        terminal,
+        "waiting",
     ]
     # Their ACTIONS are gone; the others' stay.
     assert set(store.get_network_actioned_tasks(network)) == {a, other}
@@ -187,7 +190,10 @@ def test_action_and_cancel_with_weights(store, net):
     assert store.action_tasks(tasks[:2], network) == tasks[:2]
     assert store.action_tasks(tasks[2:], network, weight=[0.2, 1.0]) == tasks[2:]
     assert store.get_network_actioned_tasks(network) == {
-        tasks[0]: 0.5, tasks[1]: 0.5, tasks[2]: 0.2, tasks[3]: 1.0
+        tasks[0]: 0.5,
+        tasks[1]: 0.5,
+        tasks[2]: 0.2,
+        tasks[3]: 1.0,
     }
     # Re-actioning updates the weight; it adds no second ACTIONS.
     store.action_tasks([tasks[0]], network, weight=0.0)
@@ -257,7 +263,11 @@ def test_status_counts(store):
     assert store.get_scope_status("org-camp-other") == {"waiting": 2}
     assert store.get_scope_status("x-*-*") == {}
     assert store.get_scope_status("*-*-*", network_state="inactive") == {"waiting": 2}
-    assert store.get_scope_status("*-*-*", network_state="active") == {"waiting": 3, "running": 1, "invalid": 1}
+    assert store.get_scope_status("*-*-*", network_state="active") == {
+        "waiting": 3,
+        "running": 1,
+        "invalid": 1,
+    }
     assert sorted(store.query_tasks(scope=SCOPE, status="waiting")) == sorted(tasks[1:4])
     assert sorted(store.query_tasks(scope=OTHER_SCOPE)) == sorted(other_tasks)
     assert store.get_network_tasks(str(network), status="running") == [tasks[0]]
@@ -286,8 +296,12 @@ def test_lookups_task_to_transformation_networks_results(store, net):
     rec = store.get_result_ref(ref.location)
     assert rec["task"] == t and rec["transformation"] == tfs[2] and rec["org"] == "org"
     missing = f"Task-{'c' * 32}-{SCOPE}"
-    for call in (store.get_task_transformation, store.get_task_networks, store.get_task_results,
-                 store.get_task_actioned_networks):
+    for call in (
+        store.get_task_transformation,
+        store.get_task_networks,
+        store.get_task_results,
+        store.get_task_actioned_networks,
+    ):
         with pytest.raises(NotFound):
             call(missing)
     with pytest.raises(NotFound):

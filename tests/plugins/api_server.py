@@ -38,11 +38,15 @@ IDENTITIES = {
     "compute": (COMPUTE, "compute", ["*-*-*"]),
 }
 # Fast failure in tests: a handful of quick retries.
-CLIENT_OPTIONS: dict[str, Any] = {"max_retries": 2, "retry_base_seconds": 0.05, "retry_max_seconds": 0.5,
-                                  "timeout": 120.0}
+CLIENT_OPTIONS: dict[str, Any] = {
+    "max_retries": 2,
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.5,
+    "timeout": 120.0,
+}
 
 
-def make_settings(tmp_dir: Path, **api: Any) -> "Settings":  # noqa: F821
+def make_settings(tmp_dir: Path, **api: Any) -> Settings:  # noqa: F821
     """Settings rooted in ``tmp_dir`` with a fixed JWT secret; ``api`` overrides ``settings.api``.
 
     The user's ALCHEMISCALE_LOCAL_* environment and config file are ignored while resolving.
@@ -168,15 +172,19 @@ class ApiServer:
 
 
 @contextlib.contextmanager
-def running_api(neo4j_connection: Any, tmp_dir: Path, *, reset: bool = True, **api: Any) -> Iterator[ApiServer]:
+def running_api(
+    neo4j_connection: Any, tmp_dir: Path, *, reset: bool = True, **api: Any
+) -> Iterator[ApiServer]:
     """Build the app on the session's Neo4j and serve it; yield an :class:`ApiServer`."""
-    from alchemiscale_local.api import create_app
     from alchemiscale_local.backends.objectstore import ObjectStore
     from alchemiscale_local.backends.statestore import Neo4jStore
 
+    from alchemiscale_local.api import create_app
+
     settings = make_settings(tmp_dir, **api)
-    store = Neo4jStore.connect(neo4j_connection.uri, neo4j_connection.user, neo4j_connection.password,
-                               neo4j_connection.database)
+    store = Neo4jStore.connect(
+        neo4j_connection.uri, neo4j_connection.user, neo4j_connection.password, neo4j_connection.database
+    )
     objects = ObjectStore.from_settings(settings.objectstore)
     try:
         store.initialize()

@@ -41,10 +41,21 @@ def test_status_when_not_running(isolated_settings) -> None:
     s = isolated_settings
     result = runner.invoke(
         app,
-        ["--data-dir", str(s.data_dir), "--config-dir", str(s.config_dir), "--launcher", "jar",
-         "neo4j", "status", "--json"],
-        env={"ALCHEMISCALE_LOCAL_RUNTIME_DIR": str(s.runtime_dir),
-             "ALCHEMISCALE_LOCAL_LOG_DIR": str(s.log_dir)},
+        [
+            "--data-dir",
+            str(s.data_dir),
+            "--config-dir",
+            str(s.config_dir),
+            "--launcher",
+            "jar",
+            "neo4j",
+            "status",
+            "--json",
+        ],
+        env={
+            "ALCHEMISCALE_LOCAL_RUNTIME_DIR": str(s.runtime_dir),
+            "ALCHEMISCALE_LOCAL_LOG_DIR": str(s.log_dir),
+        },
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -66,8 +77,15 @@ def test_console_script_fetch_is_fast_noop_when_cached(isolated_settings) -> Non
     from alchemiscale_local.launchers.neo4j.fetch import fetch_jars
 
     fetch_jars(isolated_settings)  # the suite needs the jars anyway
-    cmd = [sys.executable, "-c", "from alchemiscale_local.cli import main; main()",
-           "--launcher", "jar", "neo4j", "fetch"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from alchemiscale_local.cli import main; main()",
+        "--launcher",
+        "jar",
+        "neo4j",
+        "fetch",
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - t0

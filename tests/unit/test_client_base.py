@@ -53,19 +53,30 @@ class Server:
 
 
 def client(server: Server, cls=AlchemiscaleLocalClient, **options):
-    return cls(URL, "me", "my-key-0123456789abcdef", transport=httpx.MockTransport(server), **{**FAST, **options})
+    return cls(
+        URL, "me", "my-key-0123456789abcdef", transport=httpx.MockTransport(server), **{**FAST, **options}
+    )
 
 
 def test_retries_502_503_504_then_succeeds():
-    server = Server({("GET", "/info"): [httpx.Response(503, json={"detail": "neo4j down"}),
-                                        httpx.Response(502), httpx.Response(504),
-                                        httpx.Response(200, json={"version": "x"})]})
+    server = Server(
+        {
+            ("GET", "/info"): [
+                httpx.Response(503, json={"detail": "neo4j down"}),
+                httpx.Response(502),
+                httpx.Response(504),
+                httpx.Response(200, json={"version": "x"}),
+            ]
+        }
+    )
     assert client(server).get_info() == {"version": "x"}
     assert len(server.calls("/info")) == 4
 
 
 def test_bounded_retries_then_server_unavailable():
-    server = Server({("GET", "/info"): [httpx.Response(503, json={"detail": "backing service unavailable: x"})]})
+    server = Server(
+        {("GET", "/info"): [httpx.Response(503, json={"detail": "backing service unavailable: x"})]}
+    )
     start = time.monotonic()
     with pytest.raises(ServerUnavailable) as info:
         client(server, max_retries=2).get_info()
@@ -75,7 +86,9 @@ def test_bounded_retries_then_server_unavailable():
 
 
 def test_404_is_not_retried():
-    server = Server({("GET", "/networks/X-1-a-b-c"): [httpx.Response(404, json={"detail": "no object X-1-a-b-c"})]})
+    server = Server(
+        {("GET", "/networks/X-1-a-b-c"): [httpx.Response(404, json={"detail": "no object X-1-a-b-c"})]}
+    )
     with pytest.raises(NotFoundError, match="no object X-1-a-b-c") as info:
         client(server).get_network("X-1-a-b-c", visualize=False)
     assert info.value.status == 404 and info.value.detail == "no object X-1-a-b-c"
@@ -107,8 +120,14 @@ def test_backoff_grows_with_jitter_and_cap():
 
 
 def test_one_token_refresh_on_401():
-    server = Server({("GET", "/info"): [httpx.Response(401, json={"detail": "token expired"}),
-                                        httpx.Response(200, json={"ok": 1})]})
+    server = Server(
+        {
+            ("GET", "/info"): [
+                httpx.Response(401, json={"detail": "token expired"}),
+                httpx.Response(200, json={"ok": 1}),
+            ]
+        }
+    )
     c = client(server)
     assert c.get_info() == {"ok": 1}
     calls = server.calls("/info")
@@ -138,9 +157,19 @@ def test_token_request_and_wrong_key():
         c2.get_info()
 
 
-@pytest.mark.parametrize(("status", "cls"), [(400, ValidationError), (422, ValidationError), (413, ValidationError),
-                                             (403, AuthError), (404, NotFoundError), (409, ConflictError),
-                                             (500, ClientError), (418, ClientError)])
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, ValidationError),
+        (422, ValidationError),
+        (413, ValidationError),
+        (403, AuthError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (500, ClientError),
+        (418, ClientError),
+    ],
+)
 def test_status_to_error_class(status, cls):
     server = Server({("GET", "/info"): [httpx.Response(status, json={"detail": f"d{status}"})]})
     with pytest.raises(cls) as info:
@@ -163,9 +192,21 @@ def test_non_json_error_body():
 
 
 def test_large_json_bodies_are_gzipped():
-    server = Server({("POST", "/bulk/tasks/status/get"): [lambda r: httpx.Response(
-        200, json=[None] * len(json.loads(gzip.decompress(r.content) if r.headers.get("content-encoding")
-                                          else r.content)["tasks"]))]})
+    server = Server(
+        {
+            ("POST", "/bulk/tasks/status/get"): [
+                lambda r: httpx.Response(
+                    200,
+                    json=[None]
+                    * len(
+                        json.loads(
+                            gzip.decompress(r.content) if r.headers.get("content-encoding") else r.content
+                        )["tasks"]
+                    ),
+                )
+            ]
+        }
+    )
     c = client(server, compress_threshold=200)
     c.get_tasks_status(["Task-1-a-b-c"])
     small = server.calls("/bulk/tasks/status/get")[-1]
@@ -179,8 +220,13 @@ def test_large_json_bodies_are_gzipped():
 
 
 def test_bulk_calls_are_batched():
-    server = Server({("POST", "/bulk/tasks/priority/get"): [lambda r: httpx.Response(
-        200, json=[1] * len(json.loads(r.content)["tasks"]))]})
+    server = Server(
+        {
+            ("POST", "/bulk/tasks/priority/get"): [
+                lambda r: httpx.Response(200, json=[1] * len(json.loads(r.content)["tasks"]))
+            ]
+        }
+    )
     keys = [f"Task-{i}-a-b-c" for i in range(25)]
     assert client(server).get_tasks_priority(keys, batch_size=10) == [1] * 25
     sizes = [len(json.loads(r.content)["tasks"]) for r in server.calls("/bulk/tasks/priority/get")]
@@ -188,8 +234,13 @@ def test_bulk_calls_are_batched():
 
 
 def test_scoped_keys_and_none_in_bulk_answers():
-    server = Server({("POST", "/networks/AlchemicalNetwork-1-a-b-c/tasks/action"): [
-        httpx.Response(200, json=["Task-1-a-b-c", None])]})
+    server = Server(
+        {
+            ("POST", "/networks/AlchemicalNetwork-1-a-b-c/tasks/action"): [
+                httpx.Response(200, json=["Task-1-a-b-c", None])
+            ]
+        }
+    )
     out = client(server).action_tasks(["Task-1-a-b-c", "Task-2-a-b-c"], "AlchemicalNetwork-1-a-b-c")
     assert out == [ScopedKey.from_str("Task-1-a-b-c"), None]
 
@@ -200,13 +251,19 @@ def test_result_bytes_are_verified():
     good = hashlib.sha256(data).hexdigest()
     ref = {"pdr_key": "ProtocolDAGResult-1", "sha256": good, "task": "Task-1-a-b-c"}
     tf = "Transformation-1-a-b-c"
-    server = Server({("GET", f"/transformations/{tf}/results"): [httpx.Response(200, json=[ref])],
-                     ("GET", f"/transformations/{tf}/results/ProtocolDAGResult-1"): [
-                         httpx.Response(200, content=data, headers={"X-Content-SHA256": good})]})
+    server = Server(
+        {
+            ("GET", f"/transformations/{tf}/results"): [httpx.Response(200, json=[ref])],
+            ("GET", f"/transformations/{tf}/results/ProtocolDAGResult-1"): [
+                httpx.Response(200, content=data, headers={"X-Content-SHA256": good})
+            ],
+        }
+    )
     c = client(server, return_gufe=False)
     assert c.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False) == [chain]
     server.routes[("GET", f"/transformations/{tf}/results/ProtocolDAGResult-1")] = [
-        httpx.Response(200, content=data + b"x")]
+        httpx.Response(200, content=data + b"x")
+    ]
     with pytest.raises(ResultIntegrityError, match="does not match"):
         c.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False)
 
@@ -229,7 +286,11 @@ def test_push_result_streams_files_and_retries_from_the_start(tmp_path):
     assert c.push_result(task, "svc", "ProtocolDAGResult-1", True, path) == {"status": "complete"}
     assert bodies == [data, data]
     req = server.calls(f"/compute/tasks/{task}/results")[-1]
-    assert dict(req.url.params) == {"compute_service_id": "svc", "pdr_key": "ProtocolDAGResult-1", "ok": "true"}
+    assert dict(req.url.params) == {
+        "compute_service_id": "svc",
+        "pdr_key": "ProtocolDAGResult-1",
+        "ok": "true",
+    }
     bodies.clear()
     with open(path, "rb") as fh:
         assert c.push_result(task, "svc", "ProtocolDAGResult-1", False, fh)["status"] == "complete"
@@ -255,8 +316,15 @@ def no_env(monkeypatch, tmp_path):
 
 def _write_credentials(path, url="http://file:1"):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"api_url": url, "user": {"identifier": "fu", "key": "fk"},
-                                "compute": {"identifier": "fc", "key": "fck"}}))
+    path.write_text(
+        json.dumps(
+            {
+                "api_url": url,
+                "user": {"identifier": "fu", "key": "fk"},
+                "compute": {"identifier": "fc", "key": "fck"},
+            }
+        )
+    )
     path.chmod(0o600)
     return path
 
@@ -341,9 +409,14 @@ def test_ambiguous_failures_are_not_repeated_for_claims_and_creation():
         attempts[request.url.path] = attempts.get(request.url.path, 0) + 1
         raise httpx.ReadTimeout("slow", request=request)
 
-    server = Server({("POST", "/compute/claim"): [timeout], ("GET", "/info"): [timeout],
-                     ("POST", "/transformations/T-1-a-b-c/tasks"): [timeout],
-                     ("POST", "/bulk/tasks/status/get"): [timeout]})
+    server = Server(
+        {
+            ("POST", "/compute/claim"): [timeout],
+            ("GET", "/info"): [timeout],
+            ("POST", "/transformations/T-1-a-b-c/tasks"): [timeout],
+            ("POST", "/bulk/tasks/status/get"): [timeout],
+        }
+    )
     with pytest.raises(ServerUnavailable, match="may or may not have taken effect"):
         client(server, cls=ComputeClient).claim_tasks("svc")
     with pytest.raises(ServerUnavailable, match="may or may not"):
@@ -352,5 +425,9 @@ def test_ambiguous_failures_are_not_repeated_for_claims_and_creation():
         client(server).get_info()
     with pytest.raises(ServerUnavailable, match="gave up"):
         client(server).get_tasks_status(["Task-1-a-b-c"])  # a read, even though it is a POST
-    assert attempts == {"/compute/claim": 1, "/transformations/T-1-a-b-c/tasks": 1, "/info": 4,
-                        "/bulk/tasks/status/get": 4}
+    assert attempts == {
+        "/compute/claim": 1,
+        "/transformations/T-1-a-b-c/tasks": 1,
+        "/info": 4,
+        "/bulk/tasks/status/get": 4,
+    }

@@ -18,8 +18,12 @@ def _inputs(settings: dict | None = None, module: str | None = None) -> dict:
     protocol = next(d for _, d in sub if d["__qualname__"] == "ToyProtocol")
     if module is not None:  # a protocol no installed runtime can run
         protocol["__module__"] = module
-    return {"task": "Task-0123456789abcdef0123456789abcdef-a-b-c", "transformation": sub,
-            "protocol": protocol["__qualname__"], "protocol_module": protocol["__module__"]}
+    return {
+        "task": "Task-0123456789abcdef0123456789abcdef-a-b-c",
+        "transformation": sub,
+        "protocol": protocol["__qualname__"],
+        "protocol_module": protocol["__module__"],
+    }
 
 
 def test_toy_task_runs_in_a_child_process(tmp_path):
@@ -30,7 +34,9 @@ def test_toy_task_runs_in_a_child_process(tmp_path):
 
 
 def test_unbuildable_dag_is_a_failed_result_not_a_crash(tmp_path):
-    outcome = TaskExecutor().run(_inputs(module="openfe.protocols.openmm_rfe"), None, tmp_path / "w", n_retries=0)
+    outcome = TaskExecutor().run(
+        _inputs(module="openfe.protocols.openmm_rfe"), None, tmp_path / "w", n_retries=0
+    )
     assert not outcome.ok
     assert outcome.tracebacks and "openfe" in outcome.tracebacks[0]
     chain = decode_result(outcome.result)

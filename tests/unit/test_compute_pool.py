@@ -7,7 +7,6 @@ import os
 import stat
 
 import pytest
-
 from alchemiscale_local.launchers.compute_pool import ServiceSpec, detect_gpus, plan_services
 
 
@@ -42,14 +41,19 @@ def test_device_outside_visible_list_is_a_clear_error():
 
 
 def test_service_env_pins_exactly_one_device():
-    assert ServiceSpec("gpu3-0", "3").env() == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}
+    assert ServiceSpec("gpu3-0", "3").env() == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "3",
+    }
     # CPU services see no GPU at all (an empty list hides every device).
     assert ServiceSpec("cpu-0", None).env()["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_detect_gpus_reads_fake_nvidia_smi(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"  # FAKE: prints the listing of a two-GPU host
-    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-aaa)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-bbb)'\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-aaa)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-bbb)'\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert detect_gpus() == ["0", "1"]

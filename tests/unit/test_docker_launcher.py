@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import DockerException, NotFound
-
 from alchemiscale_local.launchers.neo4j.auto import NoLauncherError, get_launcher
 from alchemiscale_local.launchers.neo4j.base import PASSWORD_FILE_NAME
 from alchemiscale_local.launchers.neo4j.docker import (
@@ -27,12 +25,13 @@ from alchemiscale_local.launchers.neo4j.docker import (
 )
 from alchemiscale_local.launchers.neo4j.external import ExternalLauncher
 from alchemiscale_local.launchers.neo4j.jar import JarLauncher
+from docker.errors import DockerException, NotFound
 
 
 class FakeContainer:
     """FAKE container: records calls; publishes Bolt on ``host_port``."""
 
-    def __init__(self, client: "FakeDockerClient", spec: dict[str, Any]) -> None:
+    def __init__(self, client: FakeDockerClient, spec: dict[str, Any]) -> None:
         self.client, self.spec, self.name = client, spec, spec["name"]
         self.status = "running"
         self.ports: dict[str, Any] = {}
@@ -51,7 +50,7 @@ class FakeContainer:
 
 
 class FakeContainers:
-    def __init__(self, client: "FakeDockerClient") -> None:
+    def __init__(self, client: FakeDockerClient) -> None:
         self.client = client
         self.by_name: dict[str, FakeContainer] = {}
         self.run_calls: list[dict[str, Any]] = []
@@ -84,7 +83,9 @@ class FakeDockerClient:
 
 def test_container_spec_from_settings(isolated_settings_factory, tmp_path: Path) -> None:
     settings = isolated_settings_factory(
-        tmp_path, name="proj1", neo4j={"heap": "1g", "pagecache": "128m", "docker_image": "neo4j:5.26.30-community"}
+        tmp_path,
+        name="proj1",
+        neo4j={"heap": "1g", "pagecache": "128m", "docker_image": "neo4j:5.26.30-community"},
     )
     spec = container_spec(settings, "pw-123")
     assert spec["name"] == container_name(settings) == "alchemiscale-local-proj1-neo4j"

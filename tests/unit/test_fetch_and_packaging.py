@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from alchemiscale_local.launchers.neo4j.fetch import (
     POM,
     JarFetchError,
@@ -19,6 +18,7 @@ from alchemiscale_local.launchers.neo4j.fetch import (
     fetch_jars,
     jars_cached,
 )
+
 from alchemiscale_local.settings import NEO4J_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +67,9 @@ def test_wheel_contains_launchers_and_imports(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-        capture_output=True, text=True, timeout=540,
+        capture_output=True,
+        text=True,
+        timeout=540,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = out.glob("alchemiscale_local-*.whl")

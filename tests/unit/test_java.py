@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from alchemiscale_local.launchers.neo4j.java import (
     JavaNotFoundError,
     find_java,
@@ -15,7 +14,10 @@ from alchemiscale_local.launchers.neo4j.java import (
 from alchemiscale_local.launchers.neo4j.process import diagnose
 
 OUTPUTS = {
-    'openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment (build 17.0.15+6-Debian-1deb12u1)': (17, "17.0.15"),
+    'openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment (build 17.0.15+6-Debian-1deb12u1)': (
+        17,
+        "17.0.15",
+    ),
     'java version "1.8.0_392"\nJava(TM) SE Runtime Environment (build 1.8.0_392-b08)': (8, "1.8.0_392"),
     'openjdk version "11.0.22" 2024-01-16': (11, "11.0.22"),
     'openjdk version "21" 2023-09-19': (21, "21"),
@@ -72,9 +74,13 @@ def test_diagnose_names_likely_causes() -> None:
         "has been compiled by a more recent version of the Java Runtime (class file version 61.0)"
     )
     assert "Java runtime is too old" in diagnose(too_old)
-    port = 'Please see the attached cause exception "bind(..) failed with error(-98): Address already in use".'
+    port = (
+        'Please see the attached cause exception "bind(..) failed with error(-98): Address already in use".'
+    )
     assert "port is already in use" in diagnose(port)
-    lock = "org.neo4j.io.locker.FileLockException: Lock file has been locked by another process: /x/store_lock."
+    lock = (
+        "org.neo4j.io.locker.FileLockException: Lock file has been locked by another process: /x/store_lock."
+    )
     assert "store lock is held" in diagnose(lock)
     missing = "Launcher.java:10: error: package org.neo4j.configuration does not exist"
     assert "neo4j fetch" in diagnose(missing)

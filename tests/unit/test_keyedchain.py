@@ -155,8 +155,12 @@ def test_result_chains_share_inputs_with_the_network():
         tf_key = pdr.root["transformation_key"]
         assert tf_key == path.stem and tf_key in medium
         tf_deps = {k for k, _ in medium.subchain(tf_key)}
-        shared = [k for k, d in pdr if d["__qualname__"] in
-                  ("ChemicalSystem", "SmallMoleculeComponent", "LigandAtomMapping", "SolventComponent")]
+        shared = [
+            k
+            for k, d in pdr
+            if d["__qualname__"]
+            in ("ChemicalSystem", "SmallMoleculeComponent", "LigandAtomMapping", "SolventComponent")
+        ]
         assert shared and set(shared) <= tf_deps
 
 
@@ -201,7 +205,8 @@ def test_reference_paths_in_nested_lists_and_unit_inputs():
     (finish,) = dag.keys_of("FinishUnit")
     sims = dag[finish]["inputs"]["simulations"]
     assert [(p, k) for p, k in dag.references(finish) if p[:2] == ("inputs", "simulations")] == [
-        (("inputs", "simulations", i), s[":gufe-key:"]) for i, s in enumerate(sims)]
+        (("inputs", "simulations", i), s[":gufe-key:"]) for i, s in enumerate(sims)
+    ]
     assert set(dag.dependencies(finish)) == {s[":gufe-key:"] for s in sims}
 
 
@@ -230,10 +235,12 @@ def test_worked_example_keys():
     assert make_key(solvent, "SolventComponent") == SOLVENT == compute_key(solvent)
     assert make_key(water) == WATER
     # the exact hash inputs printed in §1.4: defaults and :version: stripped, ion_concentration kept
-    assert json.dumps(gufekeys._hash_input(solvent, gufekeys.GUFE_DEFAULTS["SolventComponent"], False),
-                      sort_keys=True) == (
+    assert json.dumps(
+        gufekeys._hash_input(solvent, gufekeys.GUFE_DEFAULTS["SolventComponent"], False), sort_keys=True
+    ) == (
         '{"__module__": "gufe.components.solventcomponent", "__qualname__": "SolventComponent", '
-        '"ion_concentration": "0.15 molar"}')
+        '"ion_concentration": "0.15 molar"}'
+    )
     assert chain.references(WATER) == [(("components", "solvent"), SOLVENT)]
 
 
@@ -249,24 +256,44 @@ def test_defaults_table_semantics():
         {"ion_concentration": "0.15 molar", "__qualname__": "SolventComponent", "__module__": "mypkg.solvent"}
     )
 
-    tf = {"stateA": {":gufe-key:": WATER}, "stateB": {":gufe-key:": WATER},
-          "protocol": {":gufe-key:": "DummyProtocol-0"}, "mapping": None, "name": None, "metadata": {},
-          "__qualname__": "Transformation", "__module__": "gufe.transformations.transformation", ":version:": 1}
+    tf = {
+        "stateA": {":gufe-key:": WATER},
+        "stateB": {":gufe-key:": WATER},
+        "protocol": {":gufe-key:": "DummyProtocol-0"},
+        "mapping": None,
+        "name": None,
+        "metadata": {},
+        "__qualname__": "Transformation",
+        "__module__": "gufe.transformations.transformation",
+        ":version:": 1,
+    }
     bare = {k: v for k, v in tf.items() if k not in ("mapping", "name", "metadata")}
     assert make_key({**tf, "metadata": None}) == make_key(bare)  # None defaults stripped
     assert make_key(tf) != make_key(bare)  # metadata {} != default None: stays in the hash
     hashed = {k: v for k, v in tf.items() if k not in (":version:", "mapping", "name")}
-    assert make_key(tf) == "Transformation-" + hashlib.md5(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+    assert (
+        make_key(tf)
+        == "Transformation-" + hashlib.md5(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+    )
 
 
 def test_ligand_atom_mapping_int_keys():
     mapping = {str(i): i + 1 for i in range(12)}
-    lam = {"componentA": {":gufe-key:": "SmallMoleculeComponent-a"}, "componentB": {
-        ":gufe-key:": "SmallMoleculeComponent-b"}, "componentA_to_componentB": mapping, "annotations": "{}",
-        "__qualname__": "LigandAtomMapping", "__module__": "gufe.mapping.ligandatommapping", ":version:": 1}
+    lam = {
+        "componentA": {":gufe-key:": "SmallMoleculeComponent-a"},
+        "componentB": {":gufe-key:": "SmallMoleculeComponent-b"},
+        "componentA_to_componentB": mapping,
+        "annotations": "{}",
+        "__qualname__": "LigandAtomMapping",
+        "__module__": "gufe.mapping.ligandatommapping",
+        ":version:": 1,
+    }
     hashed = {k: v for k, v in lam.items() if k != ":version:"}
-    as_int = hashlib.md5(json.dumps({**hashed, "componentA_to_componentB": {int(k): v for k, v in mapping.items()}},
-                                    sort_keys=True).encode()).hexdigest()
+    as_int = hashlib.md5(
+        json.dumps(
+            {**hashed, "componentA_to_componentB": {int(k): v for k, v in mapping.items()}}, sort_keys=True
+        ).encode()
+    ).hexdigest()
     as_str = hashlib.md5(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
     assert as_int != as_str  # "10" < "2" as strings: the naive hash is wrong
     assert make_key(lam) == f"LigandAtomMapping-{as_int}"
@@ -279,7 +306,9 @@ def test_real_mappings_need_the_int_key_fix():
     lam = chain[lam_key]
     assert max(int(k) for k in lam["componentA_to_componentB"]) >= 10
     naive = {k: v for k, v in lam.items() if k != ":version:"}
-    assert "LigandAtomMapping-" + hashlib.md5(json.dumps(naive, sort_keys=True).encode()).hexdigest() != lam_key
+    assert (
+        "LigandAtomMapping-" + hashlib.md5(json.dumps(naive, sort_keys=True).encode()).hexdigest() != lam_key
+    )
     assert compute_key(lam) == lam_key
 
 
@@ -312,8 +341,14 @@ def test_tampered_content_is_rejected():
 def test_random_keys():
     unit_key = random_key("SimulationUnit")
     assert unit_key.startswith("SimulationUnit-") and len(unit_key.split("-")[1]) == 32
-    unit = {"inputs": {"state": {":gufe-key:": WATER}}, "name": "sim", "_key": unit_key,
-            "__qualname__": "SimulationUnit", "__module__": "gufe.tests.test_protocol", ":version:": 1}
+    unit = {
+        "inputs": {"state": {":gufe-key:": WATER}},
+        "name": "sim",
+        "_key": unit_key,
+        "__qualname__": "SimulationUnit",
+        "__module__": "gufe.tests.test_protocol",
+        ":version:": 1,
+    }
     doc = _example() + [[unit_key, unit]]
     report = verify_keys(parse_chain(doc))
     assert (report.verified, report.unverifiable, report.reasons) == (2, 1, {"random-key": 1})
@@ -323,7 +358,9 @@ def test_random_keys():
         verify_keys(parse_chain(doc[:2] + [[other, unit]]))
     # a gufe random-key class without "_key" (no such document is known) cannot be checked
     old = {"name": "r", "__qualname__": "ProtocolUnitResult", "__module__": "gufe.protocols.protocolunit"}
-    assert verify_keys([["ProtocolUnitResult-" + "a" * 32, old]]).reasons == {"random-key-class-without-_key": 1}
+    assert verify_keys([["ProtocolUnitResult-" + "a" * 32, old]]).reasons == {
+        "random-key-class-without-_key": 1
+    }
     # a content-hashed gufe class cannot dodge the check with a "_key" field
     doc = _example()
     doc[1][1]["_key"] = WATER
@@ -332,7 +369,13 @@ def test_random_keys():
 
 
 def _result_doc(qualname: str, module: str, data: dict, key: str | None = None) -> list:
-    d = {"n_protocol_dag_results": 1, "data": data, "__qualname__": qualname, "__module__": module, ":version:": 1}
+    d = {
+        "n_protocol_dag_results": 1,
+        "data": data,
+        "__qualname__": qualname,
+        "__module__": module,
+        ":version:": 1,
+    }
     return [[key or make_key(d), d]]
 
 
@@ -346,15 +389,27 @@ def test_third_party_and_int_keyed_documents():
     assert report.issues[0].computed == doc[0][0]
     # int repeat ids: hashed by Python with int keys -> found on the second reading
     data = {"2": [1.0], "10": [2.0]}
-    int_hash = hashlib.md5(json.dumps({"n_protocol_dag_results": 1, "data": {2: [1.0], 10: [2.0]},
-                                       "__qualname__": "FooResult", "__module__": "foo.protocols"},
-                                      sort_keys=True).encode()).hexdigest()
+    int_hash = hashlib.md5(
+        json.dumps(
+            {
+                "n_protocol_dag_results": 1,
+                "data": {2: [1.0], 10: [2.0]},
+                "__qualname__": "FooResult",
+                "__module__": "foo.protocols",
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
     assert verify_keys(_result_doc("FooResult", "foo.protocols", data, f"FooResult-{int_hash}")).verified == 1
     # a gufe class whose key cannot be reproduced either way, but with int-like keys: taken as given
-    bad = _result_doc("DummyProtocolResult", "gufe.tests.test_protocol", data, "DummyProtocolResult-" + "1" * 32)
+    bad = _result_doc(
+        "DummyProtocolResult", "gufe.tests.test_protocol", data, "DummyProtocolResult-" + "1" * 32
+    )
     assert verify_keys(bad).reasons == {"int-like-dict-keys": 1}
     # ...without int-like keys it is an error
-    bad = _result_doc("DummyProtocolResult", "gufe.tests.test_protocol", {"a": 1}, "DummyProtocolResult-" + "1" * 32)
+    bad = _result_doc(
+        "DummyProtocolResult", "gufe.tests.test_protocol", {"a": 1}, "DummyProtocolResult-" + "1" * 32
+    )
     with pytest.raises(KeyMismatchError):
         verify_keys(bad)
 
@@ -405,7 +460,13 @@ def test_keys_and_qualnames():
     doc = _example()
     doc[0][1]["__qualname__"] = "Solvent"
     _raises(InvalidKeyError, doc, index=0, key=SOLVENT)
-    for bad in ("Solvent-Component-abc", "SolventComponent", "SolventComponent-", "-abc", "Solvent Component-ab"):
+    for bad in (
+        "Solvent-Component-abc",
+        "SolventComponent",
+        "SolventComponent-",
+        "-abc",
+        "Solvent Component-ab",
+    ):
         _raises(InvalidKeyError, _rename(_example(), SOLVENT, bad), index=0)
     doc = _example()
     doc[0][1]["__module__"] = 3

@@ -12,7 +12,12 @@ import zstandard
 
 from alchemiscale_local.keyedchain import parse_chain, verify_keys
 from alchemiscale_local.runtimes import (
-    ExecutionOutcome, decode_result, encode_result, failed_outcome, protocol_of, summarize,
+    ExecutionOutcome,
+    decode_result,
+    encode_result,
+    failed_outcome,
+    protocol_of,
+    summarize,
     transformation_key_of,
 )
 from alchemiscale_local.runtimes.base import FAILURE_UNIT_QUALNAME
@@ -87,8 +92,14 @@ def test_failed_outcome_has_the_fields_of_a_real_gufe_failure() -> None:
 
 def test_failed_outcome_options_and_fresh_keys() -> None:
     tf = toy_transformation()
-    a = failed_outcome(TASK, tf, "no DAG", "tb", exception_qualname="ProtocolDAGError",
-                       extends_key="ProtocolDAGResult-" + "0" * 32)
+    a = failed_outcome(
+        TASK,
+        tf,
+        "no DAG",
+        "tb",
+        exception_qualname="ProtocolDAGError",
+        extends_key="ProtocolDAGResult-" + "0" * 32,
+    )
     b = failed_outcome(TASK, tf, "no DAG", "tb")
     assert a.pdr_key != b.pdr_key  # random unit keys: every failure is its own document
     ca = decode_result(a.result)
@@ -100,8 +111,9 @@ def test_failed_outcome_options_and_fresh_keys() -> None:
     assert c[-1][1]["transformation_key"] is None
 
 
-@pytest.mark.parametrize("name", ["gufe-generated_protocol_dag_result.json",
-                                  "gufe-generated_protocol_dag_result_failed.json"])
+@pytest.mark.parametrize(
+    "name", ["gufe-generated_protocol_dag_result.json", "gufe-generated_protocol_dag_result_failed.json"]
+)
 def test_summarize_reads_real_gufe_results(name: str) -> None:
     chain = fixture_chain(name)
     expected = json.loads((FIXTURES / "gufe-generated_summary.json").read_text())
@@ -119,7 +131,9 @@ def test_summarize_reads_real_gufe_results(name: str) -> None:
 
 def test_real_pdr_fixtures_parse_and_their_keys_verify() -> None:
     names = ["gufe-generated_protocol_dag_result.json", "gufe-generated_protocol_dag_result_failed.json"]
-    names += [f"rbfe-tyk2/results/{p.name}" for p in sorted((FIXTURES / "rbfe-tyk2" / "results").glob("*.json"))]
+    names += [
+        f"rbfe-tyk2/results/{p.name}" for p in sorted((FIXTURES / "rbfe-tyk2" / "results").glob("*.json"))
+    ]
     assert len(names) == 4 or not FIXTURES.is_dir()
     for name in names:
         kc = parse_chain(fixture_chain(name))

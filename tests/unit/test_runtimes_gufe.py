@@ -14,8 +14,7 @@ import pytest
 import zstandard
 
 from alchemiscale_local.keyedchain import parse_chain, verify_keys
-from alchemiscale_local.runtimes import ExecutionRequest, decode_result, failed_outcome, summarize
-from alchemiscale_local.runtimes import base
+from alchemiscale_local.runtimes import ExecutionRequest, base, decode_result, failed_outcome, summarize
 from alchemiscale_local.runtimes import gufe as gufe_runtime
 from alchemiscale_local.runtimes.gufe import GufeRuntime
 
@@ -44,7 +43,9 @@ def test_transformation_input_is_a_verified_keyed_chain() -> None:
     assert tf[-1][1]["__qualname__"] == "Transformation"
     # the protocol settings are SETTINGS-codec dicts: the runtime must decode them with gufe's codecs
     proto = next(d for _, d in tf if d["__qualname__"] == "DummyProtocol")
-    assert proto["settings"][":is_custom:"] is True and proto["settings"]["__class__"] == "DummySpecificSettings"
+    assert (
+        proto["settings"][":is_custom:"] is True and proto["settings"]["__class__"] == "DummySpecificSettings"
+    )
 
 
 # --------------------------------------------------------------------- a stand-in for gufe
@@ -97,22 +98,62 @@ def _stub_gufe(calls: dict, storage_branch: bool) -> dict[str, types.ModuleType]
     def run(dag: str, kw: dict) -> FakePDR:
         calls["execute_DAG"] = (dag, kw)
         assert kw["scratch_basedir"].is_dir()
-        return FakePDR([["ProtocolDAGResult-" + "1" * 32, {"when": _Custom({":is_custom:": True, "x": 1})}]],
-                       failures=["tb-1"])
+        return FakePDR(
+            [["ProtocolDAGResult-" + "1" * 32, {"when": _Custom({":is_custom:": True, "x": 1})}]],
+            failures=["tb-1"],
+        )
 
     if storage_branch:  # gufe's storage branch: storage objects instead of shared_basedir
-        def execute_DAG(dag, *, shared_storage, perm_storage, scratch_basedir, keep_shared=False,  # noqa: ANN001
-                        keep_scratch=False, raise_error=True, n_retries=0):
-            return run(dag, dict(shared_storage=shared_storage, perm_storage=perm_storage,
-                                 scratch_basedir=scratch_basedir, keep_shared=keep_shared,
-                                 keep_scratch=keep_scratch, raise_error=raise_error, n_retries=n_retries))
+
+        def execute_DAG(
+            dag,
+            *,
+            shared_storage,
+            perm_storage,
+            scratch_basedir,
+            keep_shared=False,  # noqa: ANN001
+            keep_scratch=False,
+            raise_error=True,
+            n_retries=0,
+        ):
+            return run(
+                dag,
+                dict(
+                    shared_storage=shared_storage,
+                    perm_storage=perm_storage,
+                    scratch_basedir=scratch_basedir,
+                    keep_shared=keep_shared,
+                    keep_scratch=keep_scratch,
+                    raise_error=raise_error,
+                    n_retries=n_retries,
+                ),
+            )
     else:
-        def execute_DAG(dag, *, shared_basedir, scratch_basedir, cache_basedir=None, keep_shared=False,  # noqa: ANN001
-                        keep_scratch=False, keep_cache=False, raise_error=True, n_retries=0):
+
+        def execute_DAG(
+            dag,
+            *,
+            shared_basedir,
+            scratch_basedir,
+            cache_basedir=None,
+            keep_shared=False,  # noqa: ANN001
+            keep_scratch=False,
+            keep_cache=False,
+            raise_error=True,
+            n_retries=0,
+        ):
             assert shared_basedir.is_dir()
-            return run(dag, dict(shared_basedir=shared_basedir, scratch_basedir=scratch_basedir,
-                                 keep_shared=keep_shared, keep_scratch=keep_scratch,
-                                 raise_error=raise_error, n_retries=n_retries))
+            return run(
+                dag,
+                dict(
+                    shared_basedir=shared_basedir,
+                    scratch_basedir=scratch_basedir,
+                    keep_shared=keep_shared,
+                    keep_scratch=keep_scratch,
+                    raise_error=raise_error,
+                    n_retries=n_retries,
+                ),
+            )
 
     class FileStorage:
         def __init__(self, root_dir: Path, exist_ok: bool = False) -> None:
@@ -122,8 +163,14 @@ def _stub_gufe(calls: dict, storage_branch: bool) -> dict[str, types.ModuleType]
         def __eq__(self, other: object) -> bool:
             return isinstance(other, FileStorage) and other.root_dir == self.root_dir
 
-    names = ("gufe", "gufe.tokenization", "gufe.protocols", "gufe.protocols.protocoldag",
-             "gufe.storage", "gufe.storage.externalresource")
+    names = (
+        "gufe",
+        "gufe.tokenization",
+        "gufe.protocols",
+        "gufe.protocols.protocoldag",
+        "gufe.storage",
+        "gufe.storage.externalresource",
+    )
     mods = {n: types.ModuleType(n) for n in names}
     mods["gufe.storage.externalresource"].FileStorage = FileStorage
     mods["gufe.tokenization"].JSON_HANDLER = types.SimpleNamespace(encoder=_Encoder, decoder=_Decoder)
@@ -134,15 +181,18 @@ def _stub_gufe(calls: dict, storage_branch: bool) -> dict[str, types.ModuleType]
 
 
 @pytest.mark.parametrize("storage_branch", [False, True])
-def test_execute_wiring_with_a_stand_in_gufe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                             storage_branch: bool) -> None:
+def test_execute_wiring_with_a_stand_in_gufe(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, storage_branch: bool
+) -> None:
     calls: dict = {}
     stub = _stub_gufe(calls, storage_branch)
     for name, mod in stub.items():
         monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.setattr(gufe_runtime, "_find_spec", lambda name: object())
     tf = hydration_transformation()
-    extends = zstandard.ZstdCompressor().compress(json.dumps([["ProtocolDAGResult-" + "2" * 32, {}]]).encode())
+    extends = zstandard.ZstdCompressor().compress(
+        json.dumps([["ProtocolDAGResult-" + "2" * 32, {}]]).encode()
+    )
     req = ExecutionRequest(TASK, tf, extends, tmp_path / "w", n_retries=3)
     out = GufeRuntime().execute(req)
 
@@ -156,15 +206,25 @@ def test_execute_wiring_with_a_stand_in_gufe(monkeypatch: pytest.MonkeyPatch, tm
     work = tmp_path / "w"
     if storage_branch:
         storage = stub["gufe.storage.externalresource"].FileStorage
-        shared = {"shared_storage": storage(work / "shared", True),
-                  "perm_storage": storage(work / "permanent", True)}
+        shared = {
+            "shared_storage": storage(work / "shared", True),
+            "perm_storage": storage(work / "permanent", True),
+        }
     else:
         shared = {"shared_basedir": work / "shared"}
-    assert kw == {**shared, "scratch_basedir": work / "scratch", "keep_shared": False,
-                  "keep_scratch": False, "raise_error": False, "n_retries": 3}
+    assert kw == {
+        **shared,
+        "scratch_basedir": work / "scratch",
+        "keep_shared": False,
+        "keep_scratch": False,
+        "raise_error": False,
+        "n_retries": 3,
+    }
     assert (out.ok, out.pdr_key, out.tracebacks) == (False, "ProtocolDAGResult-" + "1" * 32, ["tb-1"])
     # serialized with gufe's encoder, then zstd
-    assert decode_result(out.result) == [["ProtocolDAGResult-" + "1" * 32, {"when": {":is_custom:": True, "x": 1}}]]
+    assert decode_result(out.result) == [
+        ["ProtocolDAGResult-" + "1" * 32, {"when": {":is_custom:": True, "x": 1}}]
+    ]
 
 
 def test_failure_unit_class_is_built_lazily_as_a_gufe_protocol_unit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,14 @@ import pytest
 
 from alchemiscale_local.keyedchain import parse_chain
 from alchemiscale_local.runtimes import (
-    ENTRY_POINT_GROUP, RuntimeNotAvailable, available_runtimes, load_runtimes, registry,
-    runtime_for, runtime_for_transformation, select_runtime,
+    ENTRY_POINT_GROUP,
+    RuntimeNotAvailable,
+    available_runtimes,
+    load_runtimes,
+    registry,
+    runtime_for,
+    runtime_for_transformation,
+    select_runtime,
 )
 from alchemiscale_local.runtimes import gufe as gufe_runtime
 from alchemiscale_local.runtimes.gufe import GufeRuntime
@@ -58,13 +64,17 @@ def test_openfe_protocol_picks_gufe_or_says_what_to_install() -> None:
     assert "needs gufe and openfe" in msg and "mamba install -c conda-forge openfe" in msg
 
 
-@pytest.mark.parametrize(("present", "missing_text", "hint"), [
-    (set(), "(gufe, openfe missing)", "mamba install -c conda-forge openfe`"),
-    ({"gufe"}, "(openfe missing)", "mamba install -c conda-forge openfe`"),
-    ({"openfe"}, "(gufe missing)", "mamba install -c conda-forge openfe`"),
-])
-def test_missing_packages_are_named(monkeypatch: pytest.MonkeyPatch, present: set[str],
-                                    missing_text: str, hint: str) -> None:
+@pytest.mark.parametrize(
+    ("present", "missing_text", "hint"),
+    [
+        (set(), "(gufe, openfe missing)", "mamba install -c conda-forge openfe`"),
+        ({"gufe"}, "(openfe missing)", "mamba install -c conda-forge openfe`"),
+        ({"openfe"}, "(gufe missing)", "mamba install -c conda-forge openfe`"),
+    ],
+)
+def test_missing_packages_are_named(
+    monkeypatch: pytest.MonkeyPatch, present: set[str], missing_text: str, hint: str
+) -> None:
     monkeypatch.setattr(gufe_runtime, "_find_spec", lambda name: object() if name in present else None)
     with pytest.raises(RuntimeNotAvailable) as err:
         runtime_for(*OPENFE)
@@ -88,7 +98,7 @@ def test_no_runtime_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
         runtime_for(*OPENFE)
 
 
-THIRD_PARTY = '''
+THIRD_PARTY = """
 from alchemiscale_local.runtimes.base import ExecutionOutcome, Runtime
 
 
@@ -106,7 +116,7 @@ class FakeChemRuntime(Runtime):
 
 
 NOT_A_RUNTIME = object()
-'''
+"""
 
 
 @pytest.fixture
@@ -116,12 +126,14 @@ def third_party(tmp_path: Path) -> Iterator[None]:
     info = tmp_path / "fakechem_runtime-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakechem-runtime\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent(f"""
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent(f"""
         [{ENTRY_POINT_GROUP}]
         fakechem = fakechem_runtime:FakeChemRuntime
         broken = fakechem_runtime_missing:Nothing
         bogus = fakechem_runtime:NOT_A_RUNTIME
-    """))
+    """)
+    )
     sys.path.insert(0, str(tmp_path))
     importlib.invalidate_caches()
     try:
@@ -133,8 +145,9 @@ def third_party(tmp_path: Path) -> Iterator[None]:
         load_runtimes(refresh=True)
 
 
-def test_third_party_runtime_takes_precedence_over_gufe(third_party: None,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_third_party_runtime_takes_precedence_over_gufe(
+    third_party: None, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger=registry.__name__):
         runtimes = load_runtimes(refresh=True)
     assert set(runtimes) == {"fakechem", "gufe", "toy"}

@@ -15,7 +15,12 @@ import pytest
 from alchemiscale_local.keyedchain import parse_chain, verify_keys
 from alchemiscale_local.runtimes import ExecutionRequest, decode_result, summarize
 from alchemiscale_local.runtimes.toy import (
-    TOY_NOTE, ToyRuntime, ToySettings, build_toy_network, toy_fails, toy_value,
+    TOY_NOTE,
+    ToyRuntime,
+    ToySettings,
+    build_toy_network,
+    toy_fails,
+    toy_value,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
@@ -27,8 +32,7 @@ def transformations(n: int = 2, **settings: object) -> list[list]:
     return [[list(e) for e in kc.subchain(k)] for k in kc.keys_of("Transformation")]
 
 
-def run(tf: list, tmp_path: Path, task: str = "a" * 32, extends: bytes | None = None,
-        n_retries: int = 0):
+def run(tf: list, tmp_path: Path, task: str = "a" * 32, extends: bytes | None = None, n_retries: int = 0):
     req = ExecutionRequest(TASK.format(task), tf, extends, tmp_path / task, n_retries=n_retries)
     return ToyRuntime().execute(req)
 
@@ -76,8 +80,10 @@ def test_result_fields_match_real_gufe_results(tmp_path: Path) -> None:
     assert list(mine["ToyUnit"]) == list(real["SimulationUnit"])
     assert list(mine["ProtocolUnitResult"]["start_time"]) == list(real["ProtocolUnitResult"]["start_time"])
     failed = decode_result(run(transformations(fail_rate=1.0)[0], tmp_path, "f" * 32).result)
-    real_failed = {d["__qualname__"]: d for _, d in
-                   json.loads((FIXTURES / "gufe-generated_protocol_dag_result_failed.json").read_text())}
+    real_failed = {
+        d["__qualname__"]: d
+        for _, d in json.loads((FIXTURES / "gufe-generated_protocol_dag_result_failed.json").read_text())
+    }
     ours_failed = {d["__qualname__"]: d for _, d in failed}
     assert list(ours_failed["ProtocolUnitFailure"]) == list(real_failed["ProtocolUnitFailure"])
 
@@ -129,7 +135,9 @@ def test_fail_rate_is_reproducible(tmp_path: Path) -> None:
     tf = transformations(fail_rate=0.5, seed=7)[0]
     for i in range(6):
         task = f"{i:032x}"
-        assert run(tf, tmp_path, task).ok is (toy_fails(TASK.format(task), tf[-1][1]["name"], settings) is None)
+        assert run(tf, tmp_path, task).ok is (
+            toy_fails(TASK.format(task), tf[-1][1]["name"], settings) is None
+        )
 
 
 def test_duration_is_slept_per_repeat(tmp_path: Path) -> None:
@@ -156,7 +164,7 @@ def test_extension_accumulates_repeats(tmp_path: Path) -> None:
     mean = sum(values) / 6
     assert est["estimate"] == pytest.approx(mean)
     sd = (sum((v - mean) ** 2 for v in values) / 5) ** 0.5
-    assert est["uncertainty"] == pytest.approx(sd / 6 ** 0.5)
+    assert est["uncertainty"] == pytest.approx(sd / 6**0.5)
     assert (est["n_results"], est["n_samples"], est["units"], est["toy"]) == (3, 6, "kcal/mol", True)
     assert "not chemistry" in est["note"]
 
@@ -194,8 +202,13 @@ def test_abort_kills_the_process_not_the_caller(tmp_path: Path) -> None:
         ToyRuntime().execute(ExecutionRequest("Task-1-o-c-p", tf, None, pathlib.Path(sys.argv[1])))
         print("still alive")
     """)
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "work")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "work")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGABRT, proc.stderr
     assert "still alive" not in proc.stdout
     assert not list(tmp_path.glob("core*"))  # the runtime switched core dumps off first

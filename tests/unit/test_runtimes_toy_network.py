@@ -14,7 +14,11 @@ from pydantic import ValidationError
 from alchemiscale_local.gufekeys import check_key
 from alchemiscale_local.keyedchain import parse_chain, verify_keys
 from alchemiscale_local.runtimes.toy import (
-    MAX_TRANSFORMATIONS, ToyProtocol, ToySettings, build_toy_network, load_components,
+    MAX_TRANSFORMATIONS,
+    ToyProtocol,
+    ToySettings,
+    build_toy_network,
+    load_components,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
@@ -82,8 +86,15 @@ def test_network_legs_and_lists_have_gufe_shape() -> None:
 def test_fields_and_modules_match_a_real_gufe_rbfe_network() -> None:
     real = by_class(fixture_chain("rbfe-tyk2/rbfe-small.json"))
     ours = by_class(build_toy_network(10))
-    for qualname in ("AlchemicalNetwork", "Transformation", "ChemicalSystem", "LigandAtomMapping",
-                     "SmallMoleculeComponent", "ProteinComponent", "SolventComponent"):
+    for qualname in (
+        "AlchemicalNetwork",
+        "Transformation",
+        "ChemicalSystem",
+        "LigandAtomMapping",
+        "SmallMoleculeComponent",
+        "ProteinComponent",
+        "SolventComponent",
+    ):
         mine, theirs = ours[qualname][0][1], real[qualname][0][1]
         assert list(mine) == list(theirs), qualname  # same fields in the same order
         assert mine["__module__"] == theirs["__module__"], qualname
@@ -160,8 +171,9 @@ def test_deterministic_and_seeded() -> None:
     assert build_toy_network(20) == build_toy_network(20)
     a, b = build_toy_network(20, seed=0), build_toy_network(20, seed=1)
     assert a[-1][0] != b[-1][0]
-    assert {k for k, d in a if d["__qualname__"] == "Transformation"} != \
-        {k for k, d in b if d["__qualname__"] == "Transformation"}
+    assert {k for k, d in a if d["__qualname__"] == "Transformation"} != {
+        k for k, d in b if d["__qualname__"] == "Transformation"
+    }
     # the name is part of the network key only
     c = build_toy_network(20, name="other")
     assert c[-1][0] != a[-1][0] and [e[0] for e in c[:-1]] == [e[0] for e in a[:-1]]
@@ -172,9 +184,19 @@ def test_settings_shape_the_protocol() -> None:
     proto = by_class(chain)["ToyProtocol"][0][1]
     assert proto["__module__"] == "alchemiscale_local.runtimes.toy"
     assert proto["settings"] == {
-        "__class__": "ToySettings", "__module__": "alchemiscale_local.runtimes.toy", ":is_custom:": True,
-        "duration_s": 0.5, "repeats": 3, "fail_rate": 0.0, "fail_on": ["x"], "abort": False, "seed": 0}
-    assert ToyProtocol.from_keyed_dict(proto).settings == ToySettings(repeats=3, duration_s=0.5, fail_on=["x"])
+        "__class__": "ToySettings",
+        "__module__": "alchemiscale_local.runtimes.toy",
+        ":is_custom:": True,
+        "duration_s": 0.5,
+        "repeats": 3,
+        "fail_rate": 0.0,
+        "fail_on": ["x"],
+        "abort": False,
+        "seed": 0,
+    }
+    assert ToyProtocol.from_keyed_dict(proto).settings == ToySettings(
+        repeats=3, duration_s=0.5, fail_on=["x"]
+    )
     same = build_toy_network(2, settings=ToySettings(repeats=3, duration_s=0.5, fail_on=["x"]))
     assert same == chain
     assert ToyProtocol().key != ToyProtocol({"seed": 1}).key

@@ -26,9 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_precedence_file_env_kwargs(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_env.write_text(
-        'name = "fromfile"\n[neo4j]\nheap = "1g"\npagecache = "128m"\nport = 7001\n'
-    )
+    clean_env.write_text('name = "fromfile"\n[neo4j]\nheap = "1g"\npagecache = "128m"\nport = 7001\n')
     s = load_settings()
     assert (s.name, s.neo4j.heap, s.neo4j.pagecache, s.neo4j.port) == ("fromfile", "1g", "128m", 7001)
 
@@ -50,8 +48,17 @@ def test_cli_flags_override_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(f"{ENV_PREFIX}NEO4J__LAUNCHER", "docker")
     result = CliRunner().invoke(
         app,
-        ["--name", "fromflag", "--data-dir", str(tmp_path / "d"), "--launcher", "jar",
-         "config", "show", "--json"],
+        [
+            "--name",
+            "fromflag",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--launcher",
+            "jar",
+            "config",
+            "show",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -8,6 +8,14 @@ from .protocol import TOY_NOTE, TOY_UNITS, ToyProtocol, ToySettings, toy_fails, 
 from .runtime import ToyRuntime
 
 __all__ = [
-    "MAX_TRANSFORMATIONS", "TOY_NOTE", "TOY_UNITS", "ToyProtocol", "ToyRuntime", "ToySettings",
-    "build_toy_network", "load_components", "toy_fails", "toy_value",
+    "MAX_TRANSFORMATIONS",
+    "TOY_NOTE",
+    "TOY_UNITS",
+    "ToyProtocol",
+    "ToyRuntime",
+    "ToySettings",
+    "build_toy_network",
+    "load_components",
+    "toy_fails",
+    "toy_value",
 ]

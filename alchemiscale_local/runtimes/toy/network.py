@@ -22,9 +22,13 @@ __all__ = ["MAX_LIGANDS", "MAX_TRANSFORMATIONS", "build_toy_network", "load_comp
 
 MAX_LIGANDS = 64
 MAX_TRANSFORMATIONS = MAX_LIGANDS * (MAX_LIGANDS - 1)  # two legs for each of the 2016 pairs
-_MAPPING_NOTE = json.dumps({"toy_mapping": "atoms of equal element at equal index; not a chemical "
-                            "atom mapping (made for the toy protocol, which ignores it)"},
-                           sort_keys=True)
+_MAPPING_NOTE = json.dumps(
+    {
+        "toy_mapping": "atoms of equal element at equal index; not a chemical "
+        "atom mapping (made for the toy protocol, which ignores it)"
+    },
+    sort_keys=True,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,26 +53,47 @@ def _entry(d: dict[str, Any]) -> list:
 
 def _chemical_system(components: dict[str, str], name: str) -> list:
     # gufe writes the components dict with its labels sorted
-    return _entry({"components": {label: gufe_ref(components[label]) for label in sorted(components)},
-                   "name": name, "__qualname__": "ChemicalSystem",
-                   "__module__": "gufe.chemicalsystem", ":version:": 1})
+    return _entry(
+        {
+            "components": {label: gufe_ref(components[label]) for label in sorted(components)},
+            "name": name,
+            "__qualname__": "ChemicalSystem",
+            "__module__": "gufe.chemicalsystem",
+            ":version:": 1,
+        }
+    )
 
 
 def _mapping(a: list, b: list) -> list:
     atoms_a, atoms_b = a[1]["atoms"], b[1]["atoms"]
     pairs = {str(i): i for i in range(min(len(atoms_a), len(atoms_b))) if atoms_a[i][0] == atoms_b[i][0]}
-    return _entry({"componentA": gufe_ref(a[0]), "componentB": gufe_ref(b[0]),
-                   "componentA_to_componentB": pairs, "annotations": _MAPPING_NOTE,
-                   "__qualname__": "LigandAtomMapping",
-                   "__module__": "gufe.mapping.ligandatommapping", ":version:": 1})
+    return _entry(
+        {
+            "componentA": gufe_ref(a[0]),
+            "componentB": gufe_ref(b[0]),
+            "componentA_to_componentB": pairs,
+            "annotations": _MAPPING_NOTE,
+            "__qualname__": "LigandAtomMapping",
+            "__module__": "gufe.mapping.ligandatommapping",
+            ":version:": 1,
+        }
+    )
 
 
 def _transformation(a: list, b: list, protocol_key: str, mapping_key: str) -> list:
-    return _entry({"stateA": gufe_ref(a[0]), "stateB": gufe_ref(b[0]),
-                   "protocol": gufe_ref(protocol_key), "mapping": gufe_ref(mapping_key),
-                   "name": f"toy_rbfe_{a[1]['name']}_{b[1]['name']}", "metadata": {},
-                   "__qualname__": "Transformation",
-                   "__module__": "gufe.transformations.transformation", ":version:": 1})
+    return _entry(
+        {
+            "stateA": gufe_ref(a[0]),
+            "stateB": gufe_ref(b[0]),
+            "protocol": gufe_ref(protocol_key),
+            "mapping": gufe_ref(mapping_key),
+            "name": f"toy_rbfe_{a[1]['name']}_{b[1]['name']}",
+            "metadata": {},
+            "__qualname__": "Transformation",
+            "__module__": "gufe.transformations.transformation",
+            ":version:": 1,
+        }
+    )
 
 
 def _ligand_pairs(n_ligands: int, seed: int) -> list[tuple[int, int]]:
@@ -78,8 +103,13 @@ def _ligand_pairs(n_ligands: int, seed: int) -> list[tuple[int, int]]:
     return [(order[i], order[i + gap]) for gap in range(1, n_ligands) for i in range(n_ligands - gap)]
 
 
-def build_toy_network(n_transformations: int, *, name: str = "toy network",
-                      settings: ToySettings | dict | None = None, seed: int = 0) -> list:
+def build_toy_network(
+    n_transformations: int,
+    *,
+    name: str = "toy network",
+    settings: ToySettings | dict | None = None,
+    seed: int = 0,
+) -> list:
     """A keyed chain (``[[key, keyed_dict], ...]``, root AlchemicalNetwork last) for the toy protocol.
 
     Each ligand pair gives a complex leg (ligand + protein + solvent) and a solvent leg (ligand +
@@ -90,9 +120,11 @@ def build_toy_network(n_transformations: int, *, name: str = "toy network",
     if isinstance(n_transformations, bool) or not isinstance(n_transformations, int):
         raise TypeError("n_transformations must be an int")
     if not 1 <= n_transformations <= MAX_TRANSFORMATIONS:
-        raise ValueError(f"n_transformations must be between 1 and {MAX_TRANSFORMATIONS} (the toy "
-                         f"network has {MAX_LIGANDS} ligands: {MAX_TRANSFORMATIONS // 2} pairs, "
-                         f"two legs each); got {n_transformations}")
+        raise ValueError(
+            f"n_transformations must be between 1 and {MAX_TRANSFORMATIONS} (the toy "
+            f"network has {MAX_LIGANDS} ligands: {MAX_TRANSFORMATIONS // 2} pairs, "
+            f"two legs each); got {n_transformations}"
+        )
     protein, solvent, ligands = load_components()
     protocol = ToyProtocol(settings).to_keyed_dict()
     protocol_entry = _entry(protocol)
@@ -117,13 +149,28 @@ def build_toy_network(n_transformations: int, *, name: str = "toy network",
         mappings.append(mapping)
         for leg in ("complex", "solvent"):
             if len(transformations) < n_transformations:
-                transformations.append(_transformation(system(a, leg), system(b, leg),
-                                                       protocol_entry[0], mapping[0]))
+                transformations.append(
+                    _transformation(system(a, leg), system(b, leg), protocol_entry[0], mapping[0])
+                )
 
     node_keys = sorted({t[1][s][":gufe-key:"] for t in transformations for s in ("stateA", "stateB")})
-    network = _entry({"nodes": [gufe_ref(k) for k in node_keys],
-                      "edges": [gufe_ref(k) for k in sorted(t[0] for t in transformations)],
-                      "name": name, "__qualname__": "AlchemicalNetwork", "__module__": "gufe.network",
-                      ":version:": 1})
-    return [protein, solvent, *(ligands[i] for i in sorted(used)), *mappings,
-            *systems.values(), protocol_entry, *transformations, network]
+    network = _entry(
+        {
+            "nodes": [gufe_ref(k) for k in node_keys],
+            "edges": [gufe_ref(k) for k in sorted(t[0] for t in transformations)],
+            "name": name,
+            "__qualname__": "AlchemicalNetwork",
+            "__module__": "gufe.network",
+            ":version:": 1,
+        }
+    )
+    return [
+        protein,
+        solvent,
+        *(ligands[i] for i in sorted(used)),
+        *mappings,
+        *systems.values(),
+        protocol_entry,
+        *transformations,
+        network,
+    ]

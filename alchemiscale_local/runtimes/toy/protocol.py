@@ -15,13 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...gufekeys import make_key
 
 __all__ = [
-    "TOY_MODULE", "TOY_NOTE", "TOY_UNITS", "ToyProtocol", "ToySettings", "toy_fails", "toy_value",
+    "TOY_MODULE",
+    "TOY_NOTE",
+    "TOY_UNITS",
+    "ToyProtocol",
+    "ToySettings",
+    "toy_fails",
+    "toy_value",
 ]
 
 #: the ``__module__`` toy documents name; the package re-exports these classes
 TOY_MODULE = "alchemiscale_local.runtimes.toy"
-TOY_NOTE = ("toy protocol: these numbers are a hash of the transformation key, not chemistry; "
-            "nothing was simulated")
+TOY_NOTE = (
+    "toy protocol: these numbers are a hash of the transformation key, not chemistry; nothing was simulated"
+)
 TOY_UNITS = "kcal/mol"
 _NOISE_SD = 0.25  # kcal/mol: small enough that a few repeats pin the estimate
 
@@ -31,22 +38,33 @@ class ToySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    duration_s: float = Field(default=0.0, ge=0, allow_inf_nan=False,
-                              description="seconds each unit (repeat) sleeps")
+    duration_s: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="seconds each unit (repeat) sleeps"
+    )
     repeats: int = Field(default=1, ge=1, le=10_000, description="units per DAG, one value each")
-    fail_rate: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False,
-                             description="share of tasks that fail, chosen deterministically "
-                                         "from (task key, seed)")
-    fail_on: list[str] = Field(default_factory=list,
-                               description="transformation names that always fail")
-    abort: bool = Field(default=False, description="the protocol process calls os.abort() (fault "
-                        "tests: a native crash must fail the task, not the service)")
+    fail_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of tasks that fail, chosen deterministically from (task key, seed)",
+    )
+    fail_on: list[str] = Field(default_factory=list, description="transformation names that always fail")
+    abort: bool = Field(
+        default=False,
+        description="the protocol process calls os.abort() (fault "
+        "tests: a native crash must fail the task, not the service)",
+    )
     seed: int = Field(default=0, description="changes the noise and which tasks fail")
 
     def to_json_codec(self) -> dict[str, Any]:
         """gufe's SETTINGS codec form: class markers, then the fields in declaration order."""
-        return {"__class__": "ToySettings", "__module__": TOY_MODULE, ":is_custom:": True,
-                **self.model_dump(mode="json")}
+        return {
+            "__class__": "ToySettings",
+            "__module__": TOY_MODULE,
+            ":is_custom:": True,
+            **self.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_json_codec(cls, data: dict[str, Any]) -> ToySettings:
@@ -67,15 +85,20 @@ class ToyProtocol:
         if settings is None:
             settings = ToySettings()
         elif isinstance(settings, dict):
-            settings = (ToySettings.from_json_codec(settings) if "__class__" in settings
-                        else ToySettings(**settings))
+            settings = (
+                ToySettings.from_json_codec(settings) if "__class__" in settings else ToySettings(**settings)
+            )
         elif not isinstance(settings, ToySettings):
             raise TypeError(f"settings must be ToySettings or a dict, got {type(settings).__name__}")
         self.settings = settings
 
     def to_keyed_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings.to_json_codec(), "__qualname__": "ToyProtocol",
-                "__module__": TOY_MODULE, ":version:": 1}
+        return {
+            "settings": self.settings.to_json_codec(),
+            "__qualname__": "ToyProtocol",
+            "__module__": TOY_MODULE,
+            ":version:": 1,
+        }
 
     @property
     def key(self) -> str:

@@ -13,7 +13,12 @@ from typing import Any
 
 from ..base import ExecutionOutcome, ExecutionRequest, Runtime, transformation_key_of
 from ..pdr import (
-    dag_result_entry, decode_result, encode_result, summarize, unit_entry, unit_failure_entry,
+    dag_result_entry,
+    decode_result,
+    encode_result,
+    summarize,
+    unit_entry,
+    unit_failure_entry,
     unit_result_entry,
 )
 from .protocol import TOY_MODULE, TOY_NOTE, TOY_UNITS, ToyProtocol, toy_fails, toy_value
@@ -50,8 +55,11 @@ def _failure_traceback(message: str) -> str:
 def _previous_repeats(extends: bytes) -> tuple[str, int]:
     """Key of the extended result and the first repeat index after its toy units."""
     chain = decode_result(extends)
-    repeats = [d["inputs"]["repeat"] for _, d in chain
-               if d.get("__qualname__") == UNIT_QUALNAME and isinstance(d.get("inputs"), dict)]
+    repeats = [
+        d["inputs"]["repeat"]
+        for _, d in chain
+        if d.get("__qualname__") == UNIT_QUALNAME and isinstance(d.get("inputs"), dict)
+    ]
     return chain[-1][0], max(repeats, default=-1) + 1
 
 
@@ -76,10 +84,15 @@ class ToyRuntime(Runtime):
             _abort()
 
         extends_key, first = (None, 0) if request.extends is None else _previous_repeats(request.extends)
-        units = [unit_entry(UNIT_QUALNAME, TOY_MODULE,
-                            {"settings": settings.to_json_codec(), "transformation_key": tf_key,
-                             "repeat": r}, f"toy repeat {r}")
-                 for r in range(first, first + settings.repeats)]
+        units = [
+            unit_entry(
+                UNIT_QUALNAME,
+                TOY_MODULE,
+                {"settings": settings.to_json_codec(), "transformation_key": tf_key, "repeat": r},
+                f"toy repeat {r}",
+            )
+            for r in range(first, first + settings.repeats)
+        ]
         # gufe's DAG order for independent units: reversed lexicographic, i.e. keys descending
         units.sort(key=lambda e: e[0], reverse=True)
         failure = toy_fails(request.task_key, tf.get("name"), settings)
@@ -93,22 +106,32 @@ class ToyRuntime(Runtime):
                     start = _dt.datetime.now()
                     time.sleep(settings.duration_s)
                     tb = _failure_traceback(failure)
-                    results.append(unit_failure_entry(unit_key, unit, ("ToyFailure", [failure]), tb,
-                                                      start, _dt.datetime.now()))
+                    results.append(
+                        unit_failure_entry(
+                            unit_key, unit, ("ToyFailure", [failure]), tb, start, _dt.datetime.now()
+                        )
+                    )
                     tracebacks.append(tb)
                 break
             start = _dt.datetime.now()
             time.sleep(settings.duration_s)
             repeat = unit["inputs"]["repeat"]
-            outputs = {"repeat": repeat, "value": toy_value(tf_key, repeat, settings.seed),
-                       "units": TOY_UNITS, "toy": True, "note": TOY_NOTE}
+            outputs = {
+                "repeat": repeat,
+                "value": toy_value(tf_key, repeat, settings.seed),
+                "units": TOY_UNITS,
+                "toy": True,
+                "note": TOY_NOTE,
+            }
             results.append(unit_result_entry(unit_key, unit, outputs, start, _dt.datetime.now()))
 
-        pdr_key, pdr = dag_result_entry(request.task_key, [k for k, _ in units],
-                                        [k for k, _ in results], tf_key, extends_key)
+        pdr_key, pdr = dag_result_entry(
+            request.task_key, [k for k, _ in units], [k for k, _ in results], tf_key, extends_key
+        )
         chain = [[k, d] for k, d in (*units, *results, (pdr_key, pdr))]
-        return ExecutionOutcome(result=encode_result(chain), ok=failure is None, pdr_key=pdr_key,
-                                tracebacks=tracebacks)
+        return ExecutionOutcome(
+            result=encode_result(chain), ok=failure is None, pdr_key=pdr_key, tracebacks=tracebacks
+        )
 
     def gather(self, transformation: list, results: list[bytes]) -> dict[str, Any]:
         """Mean and standard error of every repeat value in the ok results (failed ones skipped)."""
@@ -119,8 +142,9 @@ class ToyRuntime(Runtime):
             chain = decode_result(data)
             summary = summarize(chain)
             if summary.transformation_key != tf_key:
-                raise ValueError(f"result {summary.key} belongs to {summary.transformation_key}, "
-                                 f"not to {tf_key}")
+                raise ValueError(
+                    f"result {summary.key} belongs to {summary.transformation_key}, not to {tf_key}"
+                )
             if not summary.ok:
                 n_failed += 1
                 continue
@@ -132,6 +156,13 @@ class ToyRuntime(Runtime):
                     values.append(float(outputs["value"]))
         estimate = statistics.fmean(values) if values else None
         uncertainty = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-        return {"estimate": estimate, "uncertainty": uncertainty, "units": TOY_UNITS,
-                "n_results": n_ok, "n_samples": len(values), "n_failed_ignored": n_failed,
-                "toy": True, "note": TOY_NOTE}
+        return {
+            "estimate": estimate,
+            "uncertainty": uncertainty,
+            "units": TOY_UNITS,
+            "n_results": n_ok,
+            "n_samples": len(values),
+            "n_failed_ignored": n_failed,
+            "toy": True,
+            "note": TOY_NOTE,
+        }
