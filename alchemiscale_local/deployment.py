@@ -5,7 +5,8 @@
 
 A state file in the runtime dir records every process (pid + start time) so that
 ``down`` can stop a deployment from another process, also after the process that
-started it was killed.
+started it was killed. The owner holds the deployment's lock (``launchers/ownership.py``)
+while it lives, so a second owner is refused before it touches anything.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.launchers.api_server import start_api
 from alchemiscale_local.launchers.compute_pool import ComputePool, plan_from_settings
 from alchemiscale_local.launchers.neo4j import get_launcher
-from alchemiscale_local.launchers.processes import ProcessRecord, find, stop
+from alchemiscale_local.launchers.ownership import (
+    DeploymentError,
+    DeploymentRunning,
+    OwnerLock,
+    marked_processes,
+    marker,
+    port_file,
+    running_message,
+)
+from alchemiscale_local.launchers.processes import ProcessRecord, find, stop, terminate
 from alchemiscale_local.secretfiles import private_dir, write_private_json
 from alchemiscale_local.settings import Settings, load_settings, masked_dump
 
@@ -36,9 +46,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
+__all__ = ["DeploymentError", "DeploymentRunning", "LocalDeployment", "down", "read_state"]
 
-class DeploymentError(RuntimeError):
-    """A deployment could not start, or its state is not what was expected."""
+# Launchers whose Neo4j this deployment owns, and so restarts when it dies.
+SUPERVISED_NEO4J = ("jar", "docker")
 
 
 def read_state(settings: Settings) -> dict[str, Any] | None:
@@ -90,7 +101,9 @@ class LocalDeployment:
         self.started_at: float | None = None
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._lock = OwnerLock(self.settings)
         self.api_restarts = 0
+        self.neo4j_restarts = 0
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> LocalDeployment:
@@ -106,14 +119,27 @@ class LocalDeployment:
     # -- start -------------------------------------------------------------------------
     def start(self, progress: Progress | None = None) -> LocalDeployment:
         say = progress or (lambda msg: log.info(msg))
-        existing = read_state(self.settings)
-        if existing and _owner_alive(existing):
-            raise DeploymentError(
-                f"deployment {self.settings.name!r} is already running (pid {existing.get('owner_pid')}); "
-                "run `alchemiscale-local down` first, or use another --name"
+        # Refuse before touching anything: stop() of a refused instance must not stop the owner's parts.
+        self._lock.acquire()
+        try:
+            existing = read_state(self.settings)
+            if existing and _owner_alive(existing):  # an owner from before the lock existed
+                raise DeploymentRunning(running_message(self.settings, {}))
+        except BaseException:
+            self._lock.release()
+            raise
+        if existing:
+            log.warning(
+                "deployment %r: found the state file of a dead owner (pid %s); cleaning up what it left",
+                self.settings.name,
+                existing.get("owner_pid"),
             )
+            down(self.settings, owner_lock=self._lock)
         self.started_at = time.time()
         private_dir(self.settings.secrets_dir)
+        # The store and the results are nobody else's business.
+        private_dir(self.settings.data_dir)
+        private_dir(self.settings.deployment_dir)
         try:
             say("starting Neo4j")
             conn = self.neo4j.start()
@@ -128,7 +154,10 @@ class LocalDeployment:
             )
             write_private_json(self.settings_file, child)
             say("starting the API")
-            self.api, self.api_url = start_api(self.settings, self.settings_file)
+            self.api, self.api_url = start_api(self.settings, self.settings_file, port=self._api_port())
+            if not self.ephemeral:
+                # The next `up` comes back on this port: clients made before a restart keep working.
+                write_private_json(port_file(self.settings), {"api_port": _port_of(self.api_url)})
             self.credentials = ensure_identities(self.store, self.settings, self.api_url)
             specs = plan_from_settings(self.settings.compute)
             say(f"starting {len(specs)} compute service(s)")
@@ -142,7 +171,9 @@ class LocalDeployment:
             )
             self.pool.start()
             self._write_state()
-            self._watcher = threading.Thread(target=self._watch_api, name="api-supervisor", daemon=True)
+            self._watcher = threading.Thread(
+                target=self._supervise, name="deployment-supervisor", daemon=True
+            )
             self._watcher.start()
             # A notebook kernel that exits without dep.stop() still takes its processes along.
             atexit.register(self.stop)
@@ -171,25 +202,60 @@ class LocalDeployment:
         }
         write_private_json(self.settings.state_file, state)
 
-    def _watch_api(self) -> None:
-        """Restart the API on the same port if its process dies (services reconnect by URL)."""
+    def _api_port(self) -> int | None:
+        """settings.api.port, else the port a persistent deployment used last time (if still free)."""
+        if self.settings.api.port or self.ephemeral:
+            return self.settings.api.port or None
+        try:
+            port = int(json.loads(port_file(self.settings).read_text())["api_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        from alchemiscale_local.launchers.neo4j.base import port_in_use
+
+        if port_in_use(self.settings.api.host, port):
+            log.warning(
+                "the API's previous port %d is taken; picking another (clients need the new URL)", port
+            )
+            return None
+        return port
+
+    def _supervise(self) -> None:
+        """Restart Neo4j (same port, same store) and the API (same port) when their process dies."""
         while not self._watch_stop.wait(1.0):
-            record = self.api
-            if record is None or find(record) is not None:
-                continue
-            port = int(self.api_url.rsplit(":", 1)[1])
-            log.warning("the API process died; restarting it on port %d", port)
-            try:
-                self.api, _ = start_api(self.settings, self.settings_file, port=port)
-                self.api_restarts += 1
-                self._write_state()
-            except Exception as exc:  # e.g. the port is taken: try again next round
-                log.error("could not restart the API: %s", exc)
+            self._heal_neo4j()
+            if self._watch_stop.is_set():
+                return
+            self._heal_api()
+
+    def _heal_neo4j(self) -> None:
+        if self.neo4j.kind not in SUPERVISED_NEO4J or self.neo4j.is_running():
+            return
+        log.warning("Neo4j died; restarting it on port %s with the same store", self.settings.neo4j.port)
+        try:
+            self.restart_neo4j()
+            self.neo4j_restarts += 1
+            log.warning("Neo4j is back")
+        except Exception as exc:  # e.g. the port is still held: try again next round
+            log.error("could not restart Neo4j: %s", exc)
+
+    def _heal_api(self) -> None:
+        record = self.api
+        if record is None or self.api_url is None or find(record) is not None:
+            return
+        port = _port_of(self.api_url)
+        log.warning("the API process died; restarting it on port %d", port)
+        try:
+            self.api, _ = start_api(self.settings, self.settings_file, port=port)
+            self.api_restarts += 1
+            self._write_state()
+        except Exception as exc:  # e.g. the port is taken: try again next round
+            log.error("could not restart the API: %s", exc)
 
     def restart_neo4j(self) -> None:
         """Start Neo4j again on the same port (after a crash); the API reconnects by itself."""
         self.neo4j.stop()
         self.neo4j.start()
+        self._write_state()
 
     # -- use ---------------------------------------------------------------------------
     def client(self, **kwargs: Any):
@@ -206,8 +272,13 @@ class LocalDeployment:
 
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop compute services, the API and Neo4j, in that order; remove ephemeral dirs."""
+        """Stop compute services, the API and Neo4j, in that order; remove ephemeral dirs.
+
+        A no-op for an instance that does not own the deployment (e.g. one whose start was refused).
+        """
         atexit.unregister(self.stop)
+        if not self._lock.held:
+            return
         self._watch_stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
@@ -225,6 +296,8 @@ class LocalDeployment:
             self.neo4j.stop()
         except Exception as exc:  # keep tearing down; report what could not be stopped
             log.warning("could not stop Neo4j: %s", exc)
+        # Whatever left the process tree (a protocol child of a killed service) still carries the marker.
+        terminate(marked_processes(marker(self.settings)), timeout=10)
         try:
             self.settings.state_file.unlink()
         except OSError:
@@ -232,6 +305,11 @@ class LocalDeployment:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        self._lock.release()
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _owner_alive(state: dict[str, Any]) -> bool:
@@ -241,8 +319,12 @@ def _owner_alive(state: dict[str, Any]) -> bool:
     return find(ProcessRecord("owner", int(pid), float(created))) is not None
 
 
-def down(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
-    """Stop a deployment from its state file, whether or not its owner is alive."""
+def down(settings: Settings, timeout: float = 30.0, *, owner_lock: OwnerLock | None = None) -> dict[str, Any]:
+    """Stop a deployment from its state file, whether or not its owner is alive.
+
+    Every process that carries the deployment's marker is ended too, orphans included.
+    ``owner_lock``: the caller already owns the deployment (cleaning up after a dead owner).
+    """
     state = read_state(settings)
     stopped: dict[str, Any] = {"state_file": state is not None}
     if state:
@@ -255,6 +337,12 @@ def down(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
             stop([ProcessRecord.from_dict(state["api"])], timeout=timeout)
         stopped["compute"] = len(records)
     stopped["neo4j"] = get_launcher(settings).stop()
+    # Wait for the owner to let go, then sweep what escaped the tree (orphans, reparented to init).
+    if owner_lock is None:
+        _wait_for_owner_exit(settings, timeout)
+    leftovers = marked_processes(marker(settings))
+    terminate(leftovers, timeout=10)
+    stopped["orphans"] = len(leftovers)
     try:
         settings.state_file.unlink()
     except OSError:
@@ -262,3 +350,18 @@ def down(settings: Settings, timeout: float = 30.0) -> dict[str, Any]:
     if state and state.get("ephemeral_root"):
         shutil.rmtree(state["ephemeral_root"], ignore_errors=True)
     return stopped
+
+
+def _wait_for_owner_exit(settings: Settings, timeout: float) -> None:
+    lock = OwnerLock(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock.acquire()
+        except DeploymentRunning:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
+            continue
+        lock.release()
+        return

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import httpx
 
 from alchemiscale_local.settings import Settings, settings_from_file
 
-from .processes import ProcessRecord, find, free_port, python_env, spawn
+from .ownership import MARKER_ENV, marker
+from .processes import ProcessRecord, find, free_port, python_env, python_module, spawn
 
 
 class APIStartError(RuntimeError):
@@ -36,16 +36,10 @@ def start_api(
     """
     port = port or settings.api.port or free_port(settings.api.host)
     log_path = settings.log_dir / settings.name / "api.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "alchemiscale_local.launchers.api_server",
-        "--settings-file",
-        str(settings_file),
-        "--port",
-        str(port),
-    ]
-    proc, record = spawn("api", argv, log_path, env=python_env())
+    argv = python_module(
+        "alchemiscale_local.launchers.api_server", "--settings-file", str(settings_file), "--port", str(port)
+    )
+    proc, record = spawn("api", argv, log_path, env=python_env({MARKER_ENV: marker(settings)}))
     url = api_url(settings.api.host, port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

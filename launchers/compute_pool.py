@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,8 @@ from pathlib import Path
 
 from alchemiscale_local.settings import ComputeSettings, Settings
 
-from .processes import ProcessRecord, python_env, spawn, stop
+from .ownership import MARKER_ENV, marker
+from .processes import ProcessRecord, python_env, python_module, spawn, stop
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,7 @@ class ComputePool:
         return self.settings.log_dir / self.settings.name / f"compute-{spec.name}.log"
 
     def _start_one(self, spec: ServiceSpec) -> None:
-        argv = [
-            sys.executable,
-            "-m",
+        argv = python_module(
             "alchemiscale_local.compute",
             "--settings-file",
             str(self.settings_file),
@@ -147,9 +145,14 @@ class ComputePool:
             spec.name,
             "--log-file",
             str(self.log_path(spec)),
-        ]
+        )
         stderr_log = self.log_path(spec).with_suffix(".stderr.log")
-        proc, record = spawn(f"compute-{spec.name}", argv, stderr_log, env=python_env(spec.env()))
+        proc, record = spawn(
+            f"compute-{spec.name}",
+            argv,
+            stderr_log,
+            env=python_env({**spec.env(), MARKER_ENV: marker(self.settings)}),
+        )
         record.log = str(self.log_path(spec))
         with self._lock:
             self._procs[spec.name] = proc

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,8 +107,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def python_module(module: str, *args: str) -> list[str]:
+    """argv that runs ``python -m module`` immune to the current directory.
+
+    ``-P`` (safe path, Python >= 3.11) keeps the cwd off ``sys.path``: a clone's source
+    tree or any folder named ``alchemiscale_local`` there must not shadow the installed package.
+    """
+    return [sys.executable, "-P", "-m", module, *args]
+
+
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = os.environ.copy()
     env["PYTHONUNBUFFERED"] = "1"
+    # Also for grandchildren that run ``python -m`` without -P (protocol helpers).
+    env["PYTHONSAFEPATH"] = "1"
     env.update(extra or {})
     return env

@@ -74,6 +74,7 @@ def handle_errors(func: F) -> F:
     from pydantic import ValidationError
 
     from alchemiscale_local.launchers.neo4j.base import Neo4jLauncherError
+    from alchemiscale_local.launchers.ownership import DeploymentError
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -86,7 +87,7 @@ def handle_errors(func: F) -> F:
                 f"  {'.'.join(str(p) for p in e['loc']) or '(settings)'}: {e['msg']}" for e in exc.errors()
             ]
             raise fail("invalid settings:\n" + "\n".join(lines), EXIT_USAGE) from None
-        except Neo4jLauncherError as exc:
+        except (Neo4jLauncherError, DeploymentError) as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None

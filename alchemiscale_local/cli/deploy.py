@@ -85,9 +85,13 @@ def register(app: typer.Typer) -> None:
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
-        from alchemiscale_local.deployment import LocalDeployment
+        from alchemiscale_local.launchers.ownership import ensure_not_running
 
         settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port))
+        # Refuse a second `up` before touching anything (the running deployment is left alone).
+        ensure_not_running(settings)
+        from alchemiscale_local.deployment import LocalDeployment
+
         if detach:
             _detach(settings)
             return
@@ -98,9 +102,9 @@ def register(app: typer.Typer) -> None:
             stopping["flag"] = True
 
         signal.signal(signal.SIGTERM, _term)
+        with console.status("starting...") as status:
+            dep.start(progress=lambda msg: status.update(msg))  # tears down what it started on failure
         try:
-            with console.status("starting...") as status:
-                dep.start(progress=lambda msg: status.update(msg))
             console.print(_summary(settings, dep))
             if live and console.is_terminal:
                 with Live(_status_table(dep.store), console=console, refresh_per_second=1) as view:
@@ -206,11 +210,9 @@ def _log_files(settings: Settings) -> dict[str, Path]:
 def _detach(settings: Settings) -> None:
     """Run `up` in a new session, wait until it is ready, and return."""
     from alchemiscale_local.deployment import read_state
-    from alchemiscale_local.launchers.processes import python_env, spawn
+    from alchemiscale_local.launchers.processes import python_env, python_module, spawn
 
-    argv = [sys.executable, "-m", "alchemiscale_local.cli"] + [
-        a for a in sys.argv[1:] if a not in ("--detach", "-d")
-    ]
+    argv = python_module("alchemiscale_local.cli", *[a for a in sys.argv[1:] if a not in ("--detach", "-d")])
     argv += ["--no-live"]
     log_path = settings.log_dir / settings.name / "up.log"
     proc, _record = spawn("up", argv, log_path, env=python_env())

@@ -52,4 +52,7 @@ def run(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
+    from .deathsig import die_with_parent
+
+    die_with_parent()  # no orphan keeps computing after its service is killed
     sys.exit(run(Path(sys.argv[1])))

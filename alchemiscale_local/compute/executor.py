@@ -15,6 +15,7 @@ from typing import Any
 from alchemiscale_local.runtimes.base import ExecutionOutcome, failed_outcome
 
 from . import child
+from .deathsig import PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ class TaskExecutor:
         log_path = workdir / "protocol.log"
         with open(log_path, "wb") as out:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "alchemiscale_local.compute.child", str(workdir)],
+                [sys.executable, "-P", "-m", "alchemiscale_local.compute.child", str(workdir)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
+                # Same process group as the service (no new session): `down` and signals reach it;
+                # the pid lets the child detect a parent that died before its PDEATHSIG was set.
+                env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
             )
             returncode = self._proc.wait()
             self._proc = None
