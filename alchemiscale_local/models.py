@@ -11,13 +11,37 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_PART = r"[a-zA-Z][a-zA-Z0-9_]*"
-_PART_RE = re.compile(rf"^{_PART}\Z")
+#: The one rule for scope parts (org, campaign, project), shared by the API, the state store
+#: and the object store, whose paths are built from them: a letter, then letters, digits and
+#: '_', at most SCOPE_PART_MAX characters in all.
+SCOPE_PART_MAX = 64
+SCOPE_PART_PATTERN = rf"[a-zA-Z][a-zA-Z0-9_]{{0,{SCOPE_PART_MAX - 1}}}"
+_PART_RE = re.compile(rf"^{SCOPE_PART_PATTERN}\Z")
 _GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
 
 
 class InvalidIdentifier(ValueError):
     """A scope or key string that does not parse."""
+
+
+class ScopePartTooLong(InvalidIdentifier):
+    """A scope part longer than :data:`SCOPE_PART_MAX` (the object store's limit)."""
+
+
+def check_scope_part(name: str, part: str) -> None:
+    """InvalidIdentifier unless ``part`` follows the scope-part rule (``name``: org/campaign/project)."""
+    if not isinstance(part, str):
+        raise InvalidIdentifier(f"scope {name} must be a string")
+    if len(part) > SCOPE_PART_MAX and _PART_RE.match(part[:SCOPE_PART_MAX]):
+        raise ScopePartTooLong(
+            f"scope {name} {part[:20]!r}... is {len(part)} characters long; at most {SCOPE_PART_MAX} "
+            "are allowed (the object store's limit for a path part)"
+        )
+    if not _PART_RE.match(part):
+        raise InvalidIdentifier(
+            f"scope {name} {part!r} must start with a letter and contain only letters, digits and '_' "
+            f"(at most {SCOPE_PART_MAX} characters)"
+        )
 
 
 class Scope(BaseModel):
@@ -40,10 +64,7 @@ class Scope(BaseModel):
                 raise InvalidIdentifier(
                     f"scope {self}: wildcards may only appear at the end (got a {name} after '*')"
                 )
-            if not _PART_RE.match(part):
-                raise InvalidIdentifier(
-                    f"scope {name} {part!r} must start with a letter and contain only letters, digits and '_'"
-                )
+            check_scope_part(name, part)
 
     @classmethod
     def from_str(cls, text: str) -> Scope:

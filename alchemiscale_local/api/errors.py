@@ -18,6 +18,7 @@ STATUS_BY_ERROR: list[tuple[type[BaseException], int]] = [
     (st.NotFound, 404),
     (st.InvalidTransition, 409),
     (st.Conflict, 409),
+    (st.Forbidden, 403),
     (st.InvalidInput, 400),
     (st.Unavailable, 503),
     (InvalidIdentifier, 400),

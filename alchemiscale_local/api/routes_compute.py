@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from typing import Any
 
-import zstandard
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from alchemiscale_local.backends.objectstore import ObjectStore
+from alchemiscale_local.backends.objectstore import (
+    InvalidPath,
+    ObjectExists,
+    ObjectStore,
+    ObjectStoreUnavailable,
+    ObjectTooLarge,
+)
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.models import ComputeServiceRegistration, ResultRef
 from alchemiscale_local.settings import Settings
 
 from .auth import TokenData, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
-from .schemas import ClaimBody
+from .owners import require_owner
+from .result_check import ResultRejected, check_result
+from .schemas import ClaimBody, TasksBody
 
 log = logging.getLogger(__name__)
 
@@ -27,41 +33,72 @@ router = APIRouter(prefix="/compute", dependencies=[Depends(compute_token)], tag
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SPOOL_BYTES = 8 << 20
-# Failed results are parsed for their tracebacks; beyond this size they are stored unparsed.
-MAX_PARSED_FAILURE = 64 << 20
 
 
 @router.post("/computeservice/{identifier}/register")
 def register(
     identifier: str,
     body: ComputeServiceRegistration,
+    request: Request,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
 ) -> str:
     if body.identifier != identifier:
         raise HTTPException(400, "the identifier in the path and in the body differ")
-    return store.register_computeservice(body)
+    require_owner(request, store, identifier, token)
+    return store.register_computeservice(body, owner=token.identifier)
 
 
 @router.post("/computeservice/{identifier}/heartbeat")
-def heartbeat(identifier: str, store: Neo4jStore = Depends(get_store)) -> str:
+def heartbeat(
+    identifier: str,
+    request: Request,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+) -> str:
+    require_owner(request, store, identifier, token)
     store.heartbeat_computeservice(identifier)
     return identifier
 
 
 @router.post("/computeservice/{identifier}/deregister")
-def deregister(identifier: str, store: Neo4jStore = Depends(get_store)) -> str:
+def deregister(
+    identifier: str,
+    request: Request,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+) -> str:
+    require_owner(request, store, identifier, token)
     store.deregister_computeservice(identifier)
     return identifier
+
+
+@router.post(
+    "/computeservice/{identifier}/tasks/unwanted",
+    summary="Of the tasks a service runs, those it should stop (cancelled, claim lost, network off)",
+)
+def unwanted(
+    identifier: str,
+    body: TasksBody,
+    request: Request,
+    token: TokenData = Depends(compute_token),
+    store: Neo4jStore = Depends(get_store),
+) -> dict:
+    require_owner(request, store, identifier, token)
+    keys = [str(token.require_key(t)) for t in body.tasks]
+    reasons = store.unwanted_tasks(identifier, keys)
+    return {"stop": [k for k in dict.fromkeys(keys) if k in reasons], "reasons": reasons}
 
 
 @router.post("/claim", summary="Claim up to count tasks; null when the service is denied for failures")
 def claim(
     body: ClaimBody,
+    request: Request,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
     settings: Settings = Depends(get_settings),
 ) -> list[str | None] | None:
+    require_owner(request, store, body.compute_service_id, token)
     if not store.computeservice_can_claim(
         body.compute_service_id, settings.api.max_failures, settings.api.failure_window_s
     ):
@@ -140,27 +177,6 @@ def extends_result(
     )
 
 
-def _tracebacks(spool: Any) -> list[str]:
-    """Tracebacks of the ProtocolUnitFailures in a failed result (no gufe needed)."""
-    spool.seek(0)
-    try:
-        with zstandard.ZstdDecompressor().stream_reader(spool, closefd=False) as reader:
-            text = reader.read(MAX_PARSED_FAILURE + 1)
-        if len(text) > MAX_PARSED_FAILURE:
-            return []
-        chain = json.loads(text)
-    except (zstandard.ZstdError, ValueError, RecursionError):
-        raise HTTPException(400, "a failed result must be zstd-compressed keyed-chain JSON") from None
-    out = []
-    if isinstance(chain, list):
-        for entry in chain:
-            if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
-                tb = entry[1].get("traceback")
-                if isinstance(tb, str):
-                    out.append(tb)
-    return out
-
-
 @router.post("/tasks/{task}/results", summary="Upload a ProtocolDAGResult (zstd keyed chain, streamed)")
 async def push_result(
     task: str,
@@ -173,26 +189,50 @@ async def push_result(
     objects: ObjectStore = Depends(get_objects),
 ) -> dict:
     sk = token.require_key(task)
-    # Refuse before storing anything when the claim is gone (e.g. the service expired).
-    tf = await run_in_threadpool(store.assert_claim, compute_service_id, str(sk))
+    await run_in_threadpool(require_owner, request, store, compute_service_id, token)
+    # Refuse before storing anything when the task is complete or was never this service's.
+    tf, held = await run_in_threadpool(store.result_admission, compute_service_id, str(sk))
+    tf_key = tf.rsplit("-", 3)[0]
+
+    async def refuse(status: int, reason: str) -> HTTPException:
+        """A permanent refusal: a held task fails (failure gate, restart patterns) so no
+        service loops on a result that can never be stored."""
+        new = None
+        if held:
+            new = await run_in_threadpool(
+                store.refuse_task_result, str(sk), compute_service_id, f"result refused: {reason}"
+            )
+        suffix = f"; task {sk} is now {new}" if new else ""
+        return HTTPException(status, f"{reason}{suffix}")
+
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         first = True
         async for chunk in request.stream():
             if first and chunk:
                 if not chunk.startswith(ZSTD_MAGIC[: len(chunk)]):
-                    raise HTTPException(400, "a result must be zstd-compressed keyed-chain JSON")
+                    raise await refuse(400, "a result must be zstd-compressed keyed-chain JSON")
                 first = False
             spool.write(chunk)
         if first:
-            raise HTTPException(400, "empty result body")
-        tracebacks = [] if ok else await run_in_threadpool(_tracebacks, spool)
-        spool.seek(0)
-        tf_key = tf.rsplit("-", 3)[0]
-        stored = await run_in_threadpool(
-            lambda: objects.push_result(
-                spool, scope=sk.scope, transformation_key=tf_key, pdr_key=pdr_key, ok=ok
+            raise await refuse(400, "empty result body")
+        try:
+            tracebacks = await run_in_threadpool(
+                lambda: check_result(spool, pdr_key=pdr_key, ok=ok, transformation_key=tf_key)
             )
-        )
+        except ResultRejected as exc:
+            raise await refuse(400, str(exc)) from None
+        spool.seek(0)
+        try:
+            stored = await run_in_threadpool(
+                lambda: objects.push_result(
+                    spool, scope=sk.scope, transformation_key=tf_key, pdr_key=pdr_key, ok=ok
+                )
+            )
+        except ObjectStoreUnavailable:
+            raise  # 503: the store may come back; the service keeps the result and retries
+        except (InvalidPath, ObjectTooLarge, ObjectExists) as exc:
+            status = 413 if isinstance(exc, ObjectTooLarge) else 409 if isinstance(exc, ObjectExists) else 400
+            raise await refuse(status, f"the object store refuses this result: {exc}") from None
     ref = ResultRef(
         location=stored.location,
         size=stored.size,
@@ -202,11 +242,14 @@ async def push_result(
         pdr_key=pdr_key,
     )
     status = await run_in_threadpool(
-        lambda: store.set_task_result(str(sk), ref, identifier=compute_service_id, tracebacks=tracebacks)
+        lambda: store.set_task_result(
+            str(sk), ref, identifier=compute_service_id, tracebacks=tracebacks, allow_late=True
+        )
     )
     return {
         "task": str(sk),
         "status": status,
+        "late": not held,
         "location": stored.location,
         "sha256": stored.sha256,
         "size": stored.size,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from alchemiscale_local.backends.statestore import Neo4jStore
-from alchemiscale_local.models import InvalidIdentifier, Scope
+from alchemiscale_local.models import InvalidIdentifier, Scope, ScopePartTooLong
 
 from .auth import TokenData, parse_scope_param, user_token
 from .deps import get_store
@@ -71,7 +71,14 @@ async def create_network(
         raise HTTPException(
             422, "body must be an object {network: <keyed chain>, scope: 'org-campaign-project', state?}"
         )
-    scope = parse_scope_param(body["scope"]) if isinstance(body["scope"], str) else None
+    try:
+        scope = Scope.from_str(body["scope"]) if isinstance(body["scope"], str) else None
+    except ScopePartTooLong as exc:
+        # Well-formed but over the object store's limit: refused here (422), not at the
+        # first result upload, where a service would rerun the task forever.
+        raise HTTPException(422, str(exc)) from None
+    except (InvalidIdentifier, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
     if scope is None or not scope.specific:
         raise HTTPException(400, "scope must be a specific 'org-campaign-project' string")
     token.require(scope)

@@ -10,6 +10,7 @@ from .credentials import Credentials, resolve_credentials
 from .errors import (
     AuthError,
     ClientError,
+    CorruptResult,
     ConflictError,
     NotFoundError,
     ResultIntegrityError,
@@ -25,6 +26,7 @@ __all__ = [
     "AlchemiscaleLocalClient",
     "AuthError",
     "ClientError",
+    "CorruptResult",
     "ComputeClient",
     "ConflictError",
     "Credentials",

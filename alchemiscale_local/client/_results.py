@@ -12,7 +12,7 @@ from alchemiscale_local.models import ScopedKey
 from . import display
 from .base import BaseClient, seg, sk_str
 from .documents import decode_result, from_keyed_chain, gufe_available, protocol_of, verify_sha256
-from .errors import ResultIntegrityError
+from .errors import CorruptResult, ResultIntegrityError
 
 SK = ScopedKey | str
 #: parsed network chains kept by a client (a 2,000-transformation network is a few MB)
@@ -33,7 +33,10 @@ def gather_results(transformation: list, results: list[bytes]) -> Any:
     except ImportError:
         runtime_for = None
     if runtime_for is not None:
-        return runtime_for(module, qualname).gather(transformation, list(results))
+        try:
+            return runtime_for(module, qualname).gather(transformation, list(results))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a stored object that is not a PDR
+            raise CorruptResult(None, f"a stored result does not decode as keyed-chain JSON: {exc}") from None
     if gufe_available():
         tf = from_keyed_chain(transformation, True)
         pdrs = [from_keyed_chain(decode_result(r), True) for r in results]

@@ -59,6 +59,13 @@ class ComputeClient(BaseClient):
         """Remove the registration; the service's running tasks go back to waiting."""
         return self._post(f"/compute/computeservice/{seg(compute_service_id)}/deregister")
 
+    def unwanted_tasks(self, compute_service_id: str, tasks: list[SK]) -> list[str]:
+        """Of ``tasks`` (running on this service), those it should stop: cancelled, claim lost,
+        no longer running, or their network inactive/deleted."""
+        body = {"tasks": [str(t) for t in tasks]}
+        got = self._post(f"/compute/computeservice/{seg(compute_service_id)}/tasks/unwanted", body)
+        return list(got["stop"])
+
     # -- claims and inputs ----------------------------------------------------------------
     def claim_tasks(
         self,

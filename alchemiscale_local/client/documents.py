@@ -9,9 +9,17 @@ from typing import Any
 
 # One implementation each, shared with the compute side; re-exported for the client modules.
 from alchemiscale_local.runtimes.base import protocol_of  # noqa: F401
-from alchemiscale_local.runtimes.pdr import decode_result  # noqa: F401
+from alchemiscale_local.runtimes.pdr import decode_result as _decode_result
 
-from .errors import ResultIntegrityError, ValidationError
+from .errors import CorruptResult, ResultIntegrityError, ValidationError
+
+
+def decode_result(data: bytes) -> list:
+    """A stored result's keyed chain; CorruptResult when the bytes do not decode."""
+    try:
+        return _decode_result(data)
+    except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise CorruptResult(None, f"a stored result does not decode as keyed-chain JSON: {exc}") from None
 
 
 def gufe_available() -> bool:

@@ -48,6 +48,10 @@ class ResultIntegrityError(ClientError):
     """Downloaded result bytes do not match the checksum the server recorded."""
 
 
+class CorruptResult(ClientError):
+    """A stored result's bytes do not decode as a ProtocolDAGResult keyed chain."""
+
+
 def format_detail(detail: Any) -> str:
     """A readable one-line form of FastAPI's ``detail`` (a string, a dict, or validation errors)."""
     if isinstance(detail, str):

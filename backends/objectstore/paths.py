@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey
+from alchemiscale_local.models import SCOPE_PART_PATTERN, InvalidIdentifier, Scope, ScopedKey
 
 from .errors import InvalidPath
 
@@ -24,7 +24,8 @@ MAX_RELPATH = 900  # S3 keys are <= 1024 bytes, leave room for the root prefix a
 MAX_DEPTH = 32
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9._+=@,~-]+$")
-_SCOPE_PART_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# The scope model's rule (one definition, in models.py); checked again here with \Z.
+_SCOPE_PART_RE = re.compile(rf"^{SCOPE_PART_PATTERN}\Z")
 _GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}-[A-Za-z0-9]{1,128}$")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
@@ -31,6 +32,22 @@ if TYPE_CHECKING:
     from alchemiscale_local.settings import ObjectStoreSettings
 
 DEFAULT_BLOCK_SIZE = 8 << 20  # S3 part size; bounds the memory one upload holds
+
+_STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM}
+_REASONS = {
+    errno.EROFS: "it is read-only",
+    errno.ENOSPC: "it is full (no space left on device)",
+    errno.EDQUOT: "its disk quota is exceeded",
+    errno.EIO: "an I/O error",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def _reason(exc: OSError) -> str:
+    """A short human reason for a storage error, then the OS's own message."""
+    reason = _REASONS.get(exc.errno or -1)
+    return f"{reason} ({exc})" if reason else f"{type(exc).__name__}: {exc}"
 
 
 class ObjectStore:
@@ -98,6 +115,14 @@ class ObjectStore:
             raise ObjectStoreUnavailable(f"object store {self.url} denied access: {exc}") from exc
         except UNAVAILABLE_ERRORS as exc:
             raise ObjectStoreUnavailable(f"object store {self.url} unavailable: {exc}") from exc
+        except OSError as exc:
+            # Read-only, full, over quota, I/O errors, S3 refusals (s3fs raises OSError): the
+            # store cannot take objects now; the bytes sent are fine and may be sent again.
+            if writing or exc.errno in _STORAGE_ERRNOS:
+                raise ObjectStoreUnavailable(
+                    f"object store {self.url} cannot store objects: {_reason(exc)}"
+                ) from exc
+            raise
 
     # -- generic objects -----------------------------------------------------------
     def put(
@@ -276,9 +301,8 @@ class ObjectStore:
         try:
             self._backend.check()
         except Exception as exc:
-            raise ObjectStoreUnavailable(
-                f"object store {self.url} unavailable: {type(exc).__name__}: {exc}"
-            ) from exc
+            reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise ObjectStoreUnavailable(f"object store {self.url} cannot store objects: {reason}") from exc
 
     def cleanup_incomplete(self, older_than_s: float = 24 * 3600) -> int:
         """Remove leftovers of killed writers (temp files, incomplete multipart uploads)."""

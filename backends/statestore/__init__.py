@@ -7,14 +7,25 @@ from __future__ import annotations
 
 from .base import StoreBase
 from .compute import ComputeMixin
-from .errors import Conflict, InvalidInput, InvalidTransition, NotFound, StateStoreError, Unavailable
+from .errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    StateStoreError,
+    Unavailable,
+)
 from .identities import IdentitiesMixin
 from .networks import NetworksMixin, hub_key
 from .results import ResultsMixin
+from .services import ServicesMixin
 from .tasks import TasksMixin
 
 
-class Neo4jStore(NetworksMixin, TasksMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, StoreBase):
+class Neo4jStore(
+    NetworksMixin, TasksMixin, ServicesMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, StoreBase
+):
     """All state-store operations on one driver (see each mixin for its part)."""
 
     def reset(self) -> None:
@@ -25,6 +36,7 @@ class Neo4jStore(NetworksMixin, TasksMixin, ComputeMixin, ResultsMixin, Identiti
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "InvalidInput",
     "InvalidTransition",
     "Neo4jStore",

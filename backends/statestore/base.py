@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from neo4j import Driver, GraphDatabase, ManagedTransaction, NotificationMinimumSeverity
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
-from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey
+from alchemiscale_local.models import SCOPE_PART_PATTERN, InvalidIdentifier, Scope, ScopedKey
 
 from .errors import InvalidInput, NotFound, Unavailable
 from .schema import ensure_schema
@@ -32,7 +32,7 @@ def batched(rows: Sequence[T], size: int = BATCH_ROWS) -> Iterator[Sequence[T]]:
 
 # Checked again here with \Z: a '$' anchor also matches before a trailing newline,
 # so the models' patterns accept 'proj\n'; such a part must never reach the graph.
-_STRICT_PART = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*\Z")
+_STRICT_PART = re.compile(rf"{SCOPE_PART_PATTERN}\Z")
 _STRICT_GUFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
 
 
@@ -40,7 +40,7 @@ def _check_strict(parts: Iterable[str | None], what: object) -> None:
     for part in parts:
         if part is not None and not _STRICT_PART.match(part):
             raise InvalidInput(
-                f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter"
+                f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter, at most 64 long"
             )
 
 

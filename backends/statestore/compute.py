@@ -18,7 +18,7 @@ from neo4j import ManagedTransaction
 from alchemiscale_local.models import ComputeServiceRegistration, Scope
 
 from .base import StoreBase, parse_scope
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
 
 # Candidates read per hub and round: several times what is asked for, so concurrent
 # claimers sample different tasks from the same priority tier instead of colliding.
@@ -64,7 +64,9 @@ WITH cs, t, t.status = 'waiting' AND NOT EXISTS { (t)<-[:CLAIMS]-() } AS free
 REMOVE t._lock
 WITH cs, t WHERE free
 CREATE (cs)-[:CLAIMS {claimed: $now}]->(t)
-SET t.status = 'running', t.claimed_by = $id, t.claimed_at = $now
+SET t.status = 'running', t.claimed_by = $id, t.claimed_at = $now,
+    t.claimants = CASE WHEN $id IN coalesce(t.claimants, []) THEN t.claimants
+                       ELSE coalesce(t.claimants, []) + $id END
 RETURN t._scoped_key AS k
 """
 
@@ -85,9 +87,14 @@ class ComputeMixin(StoreBase):
     rng = random.Random()
 
     # -- registration ---------------------------------------------------------------
-    def register_computeservice(self, reg: ComputeServiceRegistration) -> str:
+    def register_computeservice(self, reg: ComputeServiceRegistration, owner: str | None = None) -> str:
+        """Register (or refresh) a service. With ``owner``, the id is bound to that identity
+        for good on first registration; Forbidden when another identity holds it."""
         now = self._now()
         rows = self._write(
+            "MERGE (o:ComputeServiceOwner {identifier: $id}) ON CREATE SET o.owner = $owner "
+            "WITH o WHERE $owner IS NULL OR coalesce(o.owner, $owner) = $owner "
+            "SET o.owner = coalesce(o.owner, $owner) "
             "MERGE (cs:ComputeServiceRegistration {identifier: $id}) "
             "ON CREATE SET cs.registered = $now, cs.failure_times = [] "
             "SET cs.hostname = $host, cs.pid = $pid, cs.gpu = $gpu, cs.runtimes = $runtimes, "
@@ -98,7 +105,10 @@ class ComputeMixin(StoreBase):
             gpu=reg.gpu,
             runtimes=reg.runtimes,
             now=now,
+            owner=owner,
         )
+        if not rows:
+            raise Forbidden(f"compute service id {reg.identifier} belongs to another identity")
         return rows[0]["id"]
 
     def heartbeat_computeservice(self, identifier: str) -> None:

@@ -23,3 +23,7 @@ class Conflict(StateStoreError):
 
 class Unavailable(StateStoreError):
     """Neo4j cannot be reached (503)."""
+
+
+class Forbidden(StateStoreError):
+    """The caller may not act on this object, e.g. another identity's compute service (403)."""

@@ -49,12 +49,15 @@ class ResultsMixin(StoreBase):
         *,
         identifier: str | None = None,
         tracebacks: list[str] | None = None,
+        allow_late: bool = False,
     ) -> str:
         """Record a result on a running task and move it to complete or error.
 
         With ``identifier``, the task must be claimed by that service (Conflict
         otherwise), so a service whose claim expired cannot add a second result.
-        Returns the new status.
+        With ``allow_late`` too, a result from a service that once claimed the task but lost
+        the claim is kept as a result of the task's transformation without changing the
+        task (alchemiscale #513), unless the task is complete. Returns the task's status.
         """
         key = str(parse_sk(task, qualname="Task"))
 
@@ -62,11 +65,14 @@ class ResultsMixin(StoreBase):
             row = tx.run(
                 "MATCH (t:Task {_scoped_key: $k}) SET t._lock = true WITH t REMOVE t._lock "
                 "WITH t OPTIONAL MATCH (cs:ComputeServiceRegistration)-[:CLAIMS]->(t) "
-                "RETURN t.status AS s, cs.identifier AS holder",
+                "RETURN t.status AS s, cs.identifier AS holder, coalesce(t.claimants, []) AS claimants",
                 k=key,
             ).single()
             if row is None:
                 raise NotFound(f"no task {key}")
+            held = row["s"] == "running" and row["holder"] == identifier
+            if allow_late and identifier is not None and not held:
+                return self._record_late(tx, key, ref, identifier, row, tracebacks)
             if row["s"] != "running":
                 raise Conflict(f"task {key} is {row['s']}, not running; result refused")
             if identifier is not None and row["holder"] != identifier:
@@ -86,11 +92,47 @@ class ResultsMixin(StoreBase):
             return "complete" if ref.ok else "error"
 
         status = self._write_tx(work)
+        if status.startswith("late:"):
+            return status[5:]
         if status == "error":
             if identifier is not None:
                 self.log_failure_computeservice(identifier)  # type: ignore[attr-defined]
             status = self.resolve_task_restarts([key]).get(key, status)
         return status
+
+    def _record_late(
+        self,
+        tx: ManagedTransaction,
+        key: str,
+        ref: ResultRef,
+        identifier: str,
+        row: Any,
+        tracebacks: list[str] | None,
+    ) -> str:
+        """Keep a result whose claim was lost; the task is left as it is. ``late:<status>``."""
+        if row["s"] == "complete":
+            raise Conflict(f"task {key} was already completed; the late result of {identifier} is refused")
+        if identifier not in row["claimants"]:
+            raise Conflict(f"task {key} was never claimed by {identifier}; result refused")
+        tx.run(
+            # MERGE: the same late result sent again (a retried push) is stored once.
+            "MATCH (t:Task {_scoped_key: $task}) "
+            "MERGE (r:ProtocolDAGResultRef {location: $loc}) "
+            "ON CREATE SET r.size = $size, r.sha256 = $sha, r.ok = $ok, r.creator = $creator, "
+            "r.created_at = $now, r.pdr_key = $pdr_key, r.transformation = t.transformation, "
+            "r.tracebacks = $tracebacks, r.late = true "
+            "MERGE (t)-[:RESULTS_IN]->(r)",
+            task=key,
+            loc=ref.location,
+            size=ref.size,
+            sha=ref.sha256,
+            ok=ref.ok,
+            creator=ref.creator or identifier,
+            now=self._now(),
+            pdr_key=ref.pdr_key,
+            tracebacks=list(tracebacks or []),
+        ).consume()
+        return f"late:{row['s']}"
 
     def _refs(self, match: str, key: str, ok: bool | None) -> list[dict[str, Any]]:
         return self._read(

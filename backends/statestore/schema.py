@@ -12,6 +12,7 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT taskhub_scoped_key IF NOT EXISTS FOR (n:TaskHub) REQUIRE n._scoped_key IS UNIQUE",
     "CREATE CONSTRAINT pdrref_location IF NOT EXISTS FOR (n:ProtocolDAGResultRef) REQUIRE n.location IS UNIQUE",
     "CREATE CONSTRAINT compute_service_id IF NOT EXISTS FOR (n:ComputeServiceRegistration) REQUIRE n.identifier IS UNIQUE",
+    "CREATE CONSTRAINT compute_service_owner IF NOT EXISTS FOR (n:ComputeServiceOwner) REQUIRE n.identifier IS UNIQUE",
     "CREATE CONSTRAINT identity_id IF NOT EXISTS FOR (n:CredentialedIdentity) REQUIRE n.identifier IS UNIQUE",
     "CREATE INDEX task_status IF NOT EXISTS FOR (n:Task) ON (n.status)",
     "CREATE INDEX task_transformation IF NOT EXISTS FOR (n:Task) ON (n.transformation)",
