@@ -102,6 +102,7 @@ class LocalDeployment:
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._lock = OwnerLock(self.settings)
+        self._neo4j_lock = threading.Lock()
         self.api_restarts = 0
         self.neo4j_restarts = 0
 
@@ -230,6 +231,9 @@ class LocalDeployment:
     def _heal_neo4j(self) -> None:
         if self.neo4j.kind not in SUPERVISED_NEO4J or self.neo4j.is_running():
             return
+        if not self._neo4j_lock.acquire(blocking=False):
+            return  # someone restarts it right now
+        self._neo4j_lock.release()
         log.warning("Neo4j died; restarting it on port %s with the same store", self.settings.neo4j.port)
         try:
             self.restart_neo4j()
@@ -253,8 +257,9 @@ class LocalDeployment:
 
     def restart_neo4j(self) -> None:
         """Start Neo4j again on the same port (after a crash); the API reconnects by itself."""
-        self.neo4j.stop()
-        self.neo4j.start()
+        with self._neo4j_lock:  # the supervisor and a caller must not start two JVMs on one store
+            self.neo4j.stop()
+            self.neo4j.start()
         self._write_state()
 
     # -- use ---------------------------------------------------------------------------

@@ -54,6 +54,8 @@ class TaskExecutor:
         n_retries: int,
         options: dict[str, Any] | None = None,
     ) -> ExecutionOutcome:
+        # A previous task's abandon() must not end this one (the service stops before calling run()).
+        self._abandon.clear()
         workdir.mkdir(parents=True, exist_ok=True)
         spec = {
             "task_key": inputs["task"],

@@ -2,6 +2,11 @@
 
 Every exchange goes through the compute API by URL, so a service runs the same on
 the deployment's host or on another machine.
+
+Finished work is never rerun by this service: a result goes to the on-disk spool before
+its first push and is pushed (with backoff, across restarts) until the API takes it or
+refuses it for good. While a task runs, the heartbeat asks the API whether it is still
+wanted and ends the protocol process of a task nobody wants (alchemiscale #301).
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ from alchemiscale_local.runtimes.registry import available_runtimes
 from alchemiscale_local.settings import ComputeSettings
 
 from .executor import Abandoned, TaskExecutor
+from .spool import ResultSpool, SpooledResult
 
 log = logging.getLogger(__name__)
 
-# A result that cannot be pushed (API away) is retried this long before it is given up;
-# the task then returns to waiting through expiry and runs again elsewhere.
-PUSH_PATIENCE_S = 600.0
+# Longest wait between two pushes of a spooled result (the API or the object store is away).
+PUSH_BACKOFF_MAX_S = 30.0
 
 
 @dataclass
@@ -57,8 +62,14 @@ class ComputeService:
         self.settings = settings
         self.gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
         base = name or f"{socket.gethostname()}-{'gpu' + self.gpu if self.gpu else 'cpu'}"
-        self.identifier = f"{_safe(base)}-{uuid.uuid4().hex}"
+        self.name = _safe(base)
+        self.identifier = f"{self.name}-{uuid.uuid4().hex}"
         self.workroot = workroot
+        # Per service name, not per run: a restarted service pushes what its predecessor left.
+        self.spool = ResultSpool(workroot / "spool" / self.name)
+        self._running: str | None = None  # the task whose protocol process runs now
+        self._unwanted: set[str] = set()  # tasks stopped because the API no longer wants them
+        self._dropped: set[str] = set()  # results refused for good: never run these again
         self.executor = TaskExecutor()
         self.stats = ServiceStats()
         self._stop = threading.Event()
@@ -91,6 +102,9 @@ class ComputeService:
         self._until_api(self.register)
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
+        for entry in self.spool.pending():  # results a previous run of this service could not push
+            log.info("pushing the spooled result of %s (from %s)", entry.task, entry.service_id)
+            self._push_entry(entry)
         backoff = self.settings.idle_backoff_s
         try:
             while not self._stop.is_set():
@@ -143,7 +157,11 @@ class ComputeService:
         if claimed is None:
             log.warning("%s is denied claims for too many recent failures", self.identifier)
             return None
-        return [str(t) for t in claimed if t]
+        tasks = [str(t) for t in claimed if t]
+        skipped = [t for t in tasks if t in self._dropped]
+        if skipped:
+            log.warning("not running %s again: its result was refused for good", ", ".join(skipped))
+        return [t for t in tasks if t not in self._dropped]
 
     def _process(self, task: str) -> None:
         started = time.time()
@@ -153,9 +171,16 @@ class ComputeService:
         try:
             inputs = self.client.get_task_inputs(task)
             extends = self.client.get_extends_result(task) if inputs.get("extends_result") else None
-            outcome = self.executor.run(inputs, extends, workdir, n_retries=self.settings.n_retries)
+            self._running = task
+            try:
+                outcome = self.executor.run(inputs, extends, workdir, n_retries=self.settings.n_retries)
+            finally:
+                self._running = None
         except Abandoned:
-            log.info("abandoned %s; it returns to waiting when this service deregisters", task)
+            if task in self._unwanted:
+                log.info("stopped %s: the API no longer wants it; nothing is pushed", task)
+            else:
+                log.info("abandoned %s; it returns to waiting when this service deregisters", task)
             return
         except (ServerUnavailable, NotFoundError, ConflictError) as exc:
             log.warning("could not fetch inputs of %s: %s", task, exc)
@@ -167,28 +192,43 @@ class ComputeService:
         log.info("%s %s in %.1f s", task, "completed" if outcome.ok else "failed", time.time() - started)
 
     def _push(self, task: str, outcome: ExecutionOutcome) -> None:
-        deadline = time.monotonic() + PUSH_PATIENCE_S
+        # On disk first: from here on the work survives a full store, an absent API and a restart.
+        entry = self.spool.put(task, self.identifier, outcome.pdr_key, outcome.ok, outcome.result)
+        if self._push_entry(entry):
+            self.stats.last_result_at = time.time()
+            if outcome.ok:
+                self.stats.completed += 1
+            else:
+                self.stats.failed += 1
+
+    def _push_entry(self, entry: SpooledResult) -> bool:
+        """Push one spooled result until it is taken (True) or refused for good (False).
+
+        5xx and connection errors are retried with backoff for as long as it takes (the
+        heartbeat keeps the claim meanwhile); a stop leaves the entry for the next start.
+        A permanent 4xx (401 is re-login, inside the client) drops it: the server records
+        the refusal as a failure of the task, and this service never runs it again.
+        """
         delay = 0.5
         while True:
             try:
-                self.client.push_result(task, self.identifier, outcome.pdr_key, outcome.ok, outcome.result)
-                break
-            except ConflictError as exc:
-                log.warning("result of %s refused (the claim was lost): %s", task, exc)
-                return
-            except ServerUnavailable as exc:
-                if time.monotonic() > deadline or self._stop.is_set():
-                    log.error("gave up pushing the result of %s: %s", task, exc)
-                    return
-                log.warning("API unavailable while pushing %s; retrying: %s", task, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        log.info("pushed %s", task)
-        self.stats.last_result_at = time.time()
-        if outcome.ok:
-            self.stats.completed += 1
-        else:
-            self.stats.failed += 1
+                self.client.push_result(entry.task, entry.service_id, entry.pdr_key, entry.ok, entry.path)
+                self.spool.remove(entry)
+                log.info("pushed %s", entry.task)
+                return True
+            except ClientError as exc:
+                if exc.status is None or exc.status >= 500:
+                    if self._stop.is_set():
+                        log.warning("stopping with the result of %s kept in %s", entry.task, entry.path)
+                        return False
+                    log.warning("could not push %s (%s); retrying in %.1f s", entry.task, exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, PUSH_BACKOFF_MAX_S)
+                    continue
+                self.spool.remove(entry)
+                self._dropped.add(entry.task)
+                log.error("the result of %s was refused for good, not retried: %s", entry.task, exc)
+                return False
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
@@ -199,6 +239,24 @@ class ComputeService:
                 self._reregister.set()
             except ClientError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            self._stop_if_unwanted()
+
+    def _stop_if_unwanted(self) -> None:
+        """End the running protocol process if the API says nobody wants its task any more."""
+        task = self._running
+        if task is None:
+            return
+        try:
+            stop = self._heartbeat_client.unwanted_tasks(self.identifier, [task])
+        except ClientError as exc:
+            log.debug("could not ask whether %s is still wanted: %s", task, exc)
+            return
+        if task in stop and self._running == task:
+            log.warning(
+                "%s is no longer wanted (cancelled, network inactive or claim lost); stopping it", task
+            )
+            self._unwanted.add(task)
+            self.executor.abandon()
 
     def _until_api(self, step) -> None:
         delay = 0.5
