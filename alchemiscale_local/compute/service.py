@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -23,7 +22,9 @@ from alchemiscale_local.runtimes.base import ExecutionOutcome
 from alchemiscale_local.runtimes.registry import available_runtimes
 from alchemiscale_local.settings import ComputeSettings
 
+from .artifacts import upload_task_files
 from .executor import Abandoned, TaskExecutor
+from .workspace import TaskWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,11 @@ class ComputeService:
             while not self._stop.is_set():
                 if self.settings.max_tasks is not None and self._done() >= self.settings.max_tasks:
                     break
+                if (
+                    self.settings.max_time is not None
+                    and time.time() - self.stats.started_at >= self.settings.max_time
+                ):
+                    break
                 if self._reregister.is_set():
                     self._reregister.clear()
                     self._until_api(self.register)
@@ -148,12 +154,16 @@ class ComputeService:
     def _process(self, task: str) -> None:
         started = time.time()
         self.stats.task_starts.append((task, started))
-        workdir = self.workroot / self.identifier / task.split("-")[1]
+        ws = TaskWorkspace.for_task(self.settings, self.workroot, self.identifier, task)
         log.info("running %s", task)
         try:
             inputs = self.client.get_task_inputs(task)
             extends = self.client.get_extends_result(task) if inputs.get("extends_result") else None
-            outcome = self.executor.run(inputs, extends, workdir, n_retries=self.settings.n_retries)
+            options = ws.runtime_options(self.settings.loglevel)
+            outcome = self.executor.run(
+                inputs, extends, ws.workdir, n_retries=self.settings.n_retries, options=options
+            )
+            upload_task_files(self.client, self.identifier, task, outcome, ws, self.settings.artifacts)
         except Abandoned:
             log.info("abandoned %s; it returns to waiting when this service deregisters", task)
             return
@@ -161,8 +171,7 @@ class ComputeService:
             log.warning("could not fetch inputs of %s: %s", task, exc)
             return
         finally:
-            if not self.settings.keep_scratch:
-                shutil.rmtree(workdir, ignore_errors=True)
+            ws.cleanup()
         self._push(task, outcome)
         log.info("%s %s in %.1f s", task, "completed" if outcome.ok else "failed", time.time() - started)
 
