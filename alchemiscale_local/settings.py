@@ -92,21 +92,67 @@ class APISettings(BaseModel):
     failure_window_s: float = Field(3600.0, gt=0, description="... within this window")
 
 
+#: what a task's shared/permanent files are kept by default: small analysis outputs
+DEFAULT_KEEP_GLOBS = [
+    "*.png", "*.svg", "*.pdf", "*.json", "*.npz", "*.npy", "*.csv", "*.tsv",
+    "*.log", "*.txt", "*.out", "*.dat", "*.yaml", "*.yml", "*.md",
+]  # fmt: skip
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+class ArtifactSettings(BaseModel):
+    """What a compute service keeps of a task's files and log (uploaded next to its result).
+
+    Globs match a file's name, or its path under the shared/permanent directory when they
+    contain ``/``. Big trajectories and checkpoints are opt-in: add e.g. ``"*.nc"``, ``"*.chk"``
+    to ``keep`` and raise the caps. The API enforces the caps and the quota for every service.
+    """
+
+    enabled: bool = True
+    keep: list[str] = Field(default_factory=lambda: list(DEFAULT_KEEP_GLOBS))
+    exclude: list[str] = Field(default_factory=list, description="globs never kept, even if kept above")
+    max_file_bytes: int = Field(64 * MiB, ge=0, description="a bigger file is skipped")
+    max_task_bytes: int = Field(256 * MiB, ge=0, description="per task attempt, log included")
+    max_log_bytes: int = Field(16 * MiB, ge=0, description="a longer protocol log keeps its tail")
+    quota_bytes: int = Field(20 * GiB, ge=0, description="all task files of the deployment")
+
+
 class ComputeSettings(BaseModel):
-    """Compute services and their pool."""
+    """Compute services and their pool (alchemiscale's names and defaults where it has them)."""
 
     gpus: str = Field("auto", description="'auto', 'none', or a comma list of device ids")
     per_gpu: int = Field(1, ge=1)
     cpu_services: int | None = Field(None, ge=0, description="None: one CPU service when no GPU is found")
     scopes: list[str] = Field(default_factory=lambda: ["*-*-*"])
+    scopes_exclude: list[str] | None = Field(None, description="scopes never claimed from")
     protocols: list[str] | None = None
     claim_limit: int = Field(1, ge=1)
     idle_backoff_s: float = Field(1.0, gt=0)
     idle_backoff_max_s: float = Field(5.0, gt=0)
     heartbeat_interval_s: float = Field(5.0, gt=0)
-    n_retries: int = Field(0, ge=0)
+    n_retries: int = Field(3, ge=0, description="per-ProtocolUnit retries, passed to execute_DAG")
     max_tasks: int | None = Field(None, ge=1, description="stop after this many tasks")
-    keep_scratch: bool = False
+    max_time: float | None = Field(None, gt=0, description="seconds; claim nothing new after this")
+    keep_shared: bool = Field(False, description="keep each task's shared directory after it ran")
+    keep_scratch: bool = Field(False, description="keep each task's scratch directory after it ran")
+    shared_basedir: Path | None = Field(None, description="default: <data dir>/<name>/compute")
+    scratch_basedir: Path | None = Field(None, description="default: <data dir>/<name>/compute")
+    loglevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="compute service log and the protocol process's log"
+    )
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+
+    @field_validator("loglevel", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        # alchemiscale's templates say "WARN"; logging's canonical name is WARNING
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return "WARNING" if value == "WARN" else value
+        return value
+
     restart_backoff_s: float = Field(1.0, gt=0)
 
 
@@ -135,6 +181,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _absolute_basedirs(self) -> Settings:
+        for name in ("shared_basedir", "scratch_basedir"):
+            value = getattr(self.compute, name)
+            if value is not None:
+                setattr(self.compute, name, Path(value).expanduser().absolute())
+        return self
 
     @model_validator(mode="after")
     def _default_object_url(self) -> Settings:

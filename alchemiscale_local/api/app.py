@@ -16,7 +16,7 @@ from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.secretfiles import read_or_create_secret
 from alchemiscale_local.settings import Settings
 
-from . import routes_base, routes_compute, routes_networks, routes_results, routes_tasks
+from . import routes_base, routes_compute, routes_files, routes_networks, routes_results, routes_tasks
 from .auth import IdentityGate, TokenIssuer
 from .auth import router as auth_router
 from .errors import install_error_handlers
@@ -88,4 +88,5 @@ def create_app(
     app.include_router(routes_tasks.router, tags=["tasks"])
     app.include_router(routes_results.router, tags=["results"])
     app.include_router(routes_compute.router)
+    app.include_router(routes_files.router)
     return app

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from alchemiscale_local.models import Scope, ScopedKey
 
+from ._files import ComputeTaskFilesMixin
 from .base import BaseClient, seg, to_sk
 from .documents import verify_sha256
 from .errors import ValidationError
@@ -23,7 +24,7 @@ def _file_chunks(fh: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-class ComputeClient(BaseClient):
+class ComputeClient(ComputeTaskFilesMixin, BaseClient):
     """Client of the compute API, for compute services.
 
     Credentials as for the user client, from the ``compute`` section of the credentials file.

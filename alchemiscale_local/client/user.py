@@ -9,6 +9,7 @@ from typing import Any
 from alchemiscale_local.models import ScopedKey
 
 from . import display
+from ._files import TaskFilesMixin
 from ._networks import NetworksMixin
 from ._results import ResultsMixin
 from ._tasks import TasksMixin
@@ -19,7 +20,7 @@ SK = ScopedKey | str
 DONE = frozenset({"complete", "error", "invalid", "deleted"})
 
 
-class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin):
+class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFilesMixin):
     """Client of the user API.
 
     Credentials: explicit ``api_url``/``identifier``/``key``, else ``ALCHEMISCALE_LOCAL_URL``,

@@ -22,7 +22,7 @@ LOG_BYTES = 10 << 20
 LOG_BACKUPS = 3
 
 
-def _logging(log_file: str | None) -> None:
+def _logging(log_file: str | None, level: str = "INFO") -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: logging.Handler
     if log_file:
@@ -33,7 +33,7 @@ def _logging(log_file: str | None) -> None:
     handler.setFormatter(fmt)
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(getattr(logging, level, logging.INFO))
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     parser.add_argument("--log-file", default=None)
     args = parser.parse_args(argv)
-    _logging(args.log_file)
     settings = settings_from_file(Path(args.settings_file)) if args.settings_file else load_settings()
+    _logging(args.log_file, settings.compute.loglevel)
     creds = json.loads(Path(args.credentials_file).read_text())["compute"]
     client = ComputeClient(args.api_url, creds["identifier"], creds["key"])
     beat = ComputeClient(args.api_url, creds["identifier"], creds["key"])

@@ -9,6 +9,8 @@ A DAG that cannot be built or any exception becomes a failed result, not a crash
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,14 +18,26 @@ from pathlib import Path
 from alchemiscale_local.runtimes.base import ExecutionRequest, failed_outcome
 from alchemiscale_local.runtimes.registry import runtime_for
 
+from .devices import check_pinning
+
 REQUEST = "request.json"
 EXTENDS = "extends.zst"
 RESULT = "result.zst"
 OUTCOME = "outcome.json"
 
 
+def _logging(level: str) -> None:
+    """The protocol's log records go to stderr, which the service keeps as ``protocol.log``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+
+
 def run(workdir: Path) -> int:
     spec = json.loads((workdir / REQUEST).read_text())
+    _logging(spec.get("options", {}).get("loglevel", "INFO"))
     extends_path = workdir / EXTENDS
     request = ExecutionRequest(
         task_key=spec["task_key"],
@@ -34,6 +48,8 @@ def run(workdir: Path) -> int:
         options=spec.get("options", {}),
     )
     try:
+        # a protocol's GPU index must stay inside the service's CUDA_VISIBLE_DEVICES pinning
+        check_pinning(request.transformation, os.environ.get("CUDA_VISIBLE_DEVICES"))
         runtime = runtime_for(spec["protocol_module"], spec["protocol"])
         outcome = runtime.execute(request)
     except Exception as exc:  # any failure to build or run the DAG is a failed task

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -28,8 +27,10 @@ from alchemiscale_local.runtimes.base import ExecutionOutcome
 from alchemiscale_local.runtimes.registry import available_runtimes
 from alchemiscale_local.settings import ComputeSettings
 
+from .artifacts import upload_task_files
 from .executor import Abandoned, TaskExecutor
 from .spool import ResultSpool, SpooledResult
+from .workspace import TaskWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,11 @@ class ComputeService:
             while not self._stop.is_set():
                 if self.settings.max_tasks is not None and self._done() >= self.settings.max_tasks:
                     break
+                if (
+                    self.settings.max_time is not None
+                    and time.time() - self.stats.started_at >= self.settings.max_time
+                ):
+                    break
                 if self._reregister.is_set():
                     self._reregister.clear()
                     self._until_api(self.register)
@@ -166,16 +172,20 @@ class ComputeService:
     def _process(self, task: str) -> None:
         started = time.time()
         self.stats.task_starts.append((task, started))
-        workdir = self.workroot / self.identifier / task.split("-")[1]
+        ws = TaskWorkspace.for_task(self.settings, self.workroot, self.identifier, task)
         log.info("running %s", task)
         try:
             inputs = self.client.get_task_inputs(task)
             extends = self.client.get_extends_result(task) if inputs.get("extends_result") else None
+            options = ws.runtime_options(self.settings.loglevel)
             self._running = task
             try:
-                outcome = self.executor.run(inputs, extends, workdir, n_retries=self.settings.n_retries)
+                outcome = self.executor.run(
+                    inputs, extends, ws.workdir, n_retries=self.settings.n_retries, options=options
+                )
             finally:
                 self._running = None
+            upload_task_files(self.client, self.identifier, task, outcome, ws, self.settings.artifacts)
         except Abandoned:
             if task in self._unwanted:
                 log.info("stopped %s: the API no longer wants it; nothing is pushed", task)
@@ -186,8 +196,7 @@ class ComputeService:
             log.warning("could not fetch inputs of %s: %s", task, exc)
             return
         finally:
-            if not self.settings.keep_scratch:
-                shutil.rmtree(workdir, ignore_errors=True)
+            ws.cleanup()
         self._push(task, outcome)
         log.info("%s %s in %.1f s", task, "completed" if outcome.ok else "failed", time.time() - started)
 

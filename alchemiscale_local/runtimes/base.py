@@ -38,7 +38,8 @@ class ExecutionRequest:
 
     ``transformation`` is the Transformation's keyed chain (parsed JSON, root last); ``extends``
     the zstd keyed-chain JSON of the ProtocolDAGResult the Task extends; ``workdir`` a per-task
-    scratch directory (the runtime makes ``shared/`` and ``scratch/`` under it).
+    directory. ``options``: ``keep_shared``, ``keep_scratch`` (bools) and ``shared_dir``,
+    ``scratch_dir`` (paths; default ``workdir/shared`` and ``workdir/scratch``).
     """
 
     task_key: str
@@ -47,6 +48,16 @@ class ExecutionRequest:
     workdir: Path
     n_retries: int = 0
     options: dict = field(default_factory=dict)
+
+    @property
+    def shared_dir(self) -> Path:
+        """Where the protocol's shared files go (``options["shared_dir"]`` or ``workdir/shared``)."""
+        return Path(self.options.get("shared_dir") or self.workdir / "shared")
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where the protocol's scratch files go (``options["scratch_dir"]`` or ``workdir/scratch``)."""
+        return Path(self.options.get("scratch_dir") or self.workdir / "scratch")
 
 
 @dataclass

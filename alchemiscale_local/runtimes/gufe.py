@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-from pathlib import Path
 from typing import Any
 
 import zstandard
@@ -53,17 +52,17 @@ def _magnitude(value: Any) -> tuple[float | None, str | None]:
     return float(value), None
 
 
-def _storage_kwargs(execute_dag: Any, workdir: Path) -> dict[str, Any]:
+def _storage_kwargs(execute_dag: Any, request: ExecutionRequest) -> dict[str, Any]:
     """Where shared files go: ``shared_basedir`` in released gufe (<= 1.12); gufe's storage
     branch replaces it with ``shared_storage`` / ``perm_storage`` objects."""
     params = inspect.signature(execute_dag).parameters
     if "shared_basedir" in params or "shared_storage" not in params:
-        return {"shared_basedir": workdir / "shared"}
+        return {"shared_basedir": request.shared_dir}
     from gufe.storage.externalresource import FileStorage
 
     return {
-        "shared_storage": FileStorage(workdir / "shared", exist_ok=True),
-        "perm_storage": FileStorage(workdir / "permanent", exist_ok=True),
+        "shared_storage": FileStorage(request.shared_dir, exist_ok=True),
+        "perm_storage": FileStorage(request.workdir / "permanent", exist_ok=True),
     }
 
 
@@ -110,13 +109,12 @@ class GufeRuntime(Runtime):
             extends = ProtocolDAGResult.from_keyed_chain(_decode(decode_result(request.extends)))
         # alchemiscale names the DAG after the Task, so results can be traced back to it
         dag = transformation.create(extends=extends, name=request.task_key)
-        scratch = request.workdir / "scratch"
-        for sub in ("shared", "scratch"):  # execute_DAG needs the base dirs to exist
-            (request.workdir / sub).mkdir(parents=True, exist_ok=True)
+        for base in (request.shared_dir, request.scratch_dir):  # execute_DAG needs them to exist
+            base.mkdir(parents=True, exist_ok=True)
         pdr = execute_DAG(
             dag,
-            **_storage_kwargs(execute_DAG, request.workdir),
-            scratch_basedir=scratch,
+            **_storage_kwargs(execute_DAG, request),
+            scratch_basedir=request.scratch_dir,
             keep_shared=bool(request.options.get("keep_shared", False)),
             keep_scratch=bool(request.options.get("keep_scratch", False)),
             raise_error=False,

@@ -21,6 +21,7 @@ from ..pdr import (
     unit_failure_entry,
     unit_result_entry,
 )
+from .outputs import write_toy_outputs
 from .protocol import TOY_MODULE, TOY_NOTE, TOY_UNITS, ToyProtocol, toy_fails, toy_value
 
 __all__ = ["ToyFailure", "ToyRuntime"]
@@ -125,6 +126,9 @@ class ToyRuntime(Runtime):
             }
             results.append(unit_result_entry(unit_key, unit, outputs, start, _dt.datetime.now()))
 
+        write_toy_outputs(
+            request.shared_dir, request.task_key, {"ok": failure is None, "n_values": len(results)}
+        )
         pdr_key, pdr = dag_result_entry(
             request.task_key, [k for k, _ in units], [k for k, _ in results], tf_key, extends_key
         )
