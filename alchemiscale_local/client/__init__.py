@@ -5,6 +5,7 @@ client = AlchemiscaleLocalClient()          # credentials from env or the deploy
 net = client.create_network(network, "org-campaign-project")
 """
 
+from ._results import ResultFormat
 from .compute import ComputeClient
 from .credentials import Credentials, resolve_credentials
 from .errors import (
@@ -29,6 +30,7 @@ __all__ = [
     "ConflictError",
     "Credentials",
     "NotFoundError",
+    "ResultFormat",
     "ResultIntegrityError",
     "ServerUnavailable",
     "ValidationError",

@@ -99,6 +99,10 @@ class GufeRuntime(Runtime):
                 "install it with conda/mamba: `mamba install -c conda-forge gufe`"
             )
 
+    def create_dag(self, transformation: Any, extends: Any, task_key: str) -> Any:
+        """The Task's ProtocolDAG; alchemiscale names it after the Task, so results trace back to it."""
+        return transformation.create(extends=extends, name=task_key)
+
     def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
         self._require()
         from gufe.protocols.protocoldag import ProtocolDAGResult, execute_DAG
@@ -108,8 +112,7 @@ class GufeRuntime(Runtime):
         extends = None
         if request.extends is not None:
             extends = ProtocolDAGResult.from_keyed_chain(_decode(decode_result(request.extends)))
-        # alchemiscale names the DAG after the Task, so results can be traced back to it
-        dag = transformation.create(extends=extends, name=request.task_key)
+        dag = self.create_dag(transformation, extends, request.task_key)
         scratch = request.workdir / "scratch"
         for sub in ("shared", "scratch"):  # execute_DAG needs the base dirs to exist
             (request.workdir / sub).mkdir(parents=True, exist_ok=True)
