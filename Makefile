@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv jars test demo bench bench-quick clean
+.PHONY: venv jars test test-nogufe test-science science-venv lint demo bench bench-quick clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,31 @@ venv: $(STAMP)
 jars: $(STAMP)
 	$(VENV)/bin/alchemiscale-local neo4j fetch
 
-test: jars
+# Two test environments. `.venv` has no gufe: the server and orchestration must work without it.
+# The science env has real gufe + openfe (from ../shared/wheels, or PYTHON_SCIENCE=<a conda env's
+# python>, or the current python3 where they import); see .ci/science-python and the README.
+test: test-nogufe test-science
+
+test-nogufe: jars
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# PYTHON_SCIENCE: an interpreter whose environment has gufe, openfe and this project (conda users)
+science-venv:
+	@.ci/science-python >/dev/null
+
+# The jars come through the science interpreter's own CLI, so a conda user needs no .venv.
+test-science:
+	@py=$$(.ci/science-python); rc=$$?; \
+	if [ $$rc = 3 ]; then echo "test-science: skipped (reason above)"; exit 0; fi; \
+	if [ $$rc != 0 ]; then exit $$rc; fi; \
+	echo "test-science: $$py"; \
+	$$py -m alchemiscale_local.cli neo4j fetch && $$py -m pytest $(PYTEST_ARGS)
+
+# Lint: ruff (lint + format check) and mypy over the package.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy alchemiscale_local backends launchers
 
 demo: jars
 	$(PY) examples/quickstart.py
@@ -31,4 +54,4 @@ bench-quick: jars
 	$(PY) -m bench.run_all --quick
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-science build dist *.egg-info

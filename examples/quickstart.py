@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,20 @@ from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
 console = Console()
+
+
+def summary(result: Any) -> tuple[float, float | None, str, int]:
+    """(estimate, uncertainty, units, number of results) of what get_transformation_results gave.
+
+    With gufe installed that is the protocol's own gufe ProtocolResult (``.get_estimate()``,
+    ``.get_uncertainty()``: Quantities); without gufe a plain dict with the same numbers.
+    """
+    if isinstance(result, dict):
+        return result["estimate"], result.get("uncertainty"), result["units"], result["n_results"]
+    est, unc = result.get_estimate(), result.get_uncertainty()
+    units = str(est.units).replace("kilocalorie_per_mole", "kcal/mol")
+    unc_value = None if unc is None else float(unc.to(est.units).magnitude)
+    return float(est.magnitude), unc_value, units, result.n_protocol_dag_results
 
 
 def run(n_transformations: int, repeats: int, duration_s: float, services: int, persistent: bool) -> dict:
@@ -49,16 +64,12 @@ def run(n_transformations: int, repeats: int, duration_s: float, services: int, 
         names = {key: doc.get("name") for key, doc in network if doc["__qualname__"] == "Transformation"}
         for tf in transformations:
             name = names.get(str(tf).rsplit("-", 3)[0], str(tf))
-            est = client.get_transformation_results(tf)
-            if est is None:
+            result = client.get_transformation_results(tf)
+            if result is None:
                 table.add_row(name, "-", "-", "0")
                 continue
-            table.add_row(
-                name,
-                f"{est['estimate']:.2f} {est['units']}",
-                f"{est['uncertainty']:.2f}" if est.get("uncertainty") is not None else "-",
-                str(est["n_results"]),
-            )
+            est, unc, units, n = summary(result)
+            table.add_row(name, f"{est:.2f} {units}", f"{unc:.2f}" if unc is not None else "-", str(n))
         console.print(table)
         elapsed = time.perf_counter() - started
         console.print(f"tasks: {counts}; wall time {elapsed:.1f} s")

@@ -5,13 +5,14 @@ client = AlchemiscaleLocalClient()          # credentials from env or the deploy
 net = client.create_network(network, "org-campaign-project")
 """
 
+from ._results import ResultFormat
 from .compute import ComputeClient
 from .credentials import Credentials, resolve_credentials
 from .errors import (
     AuthError,
     ClientError,
-    CorruptResult,
     ConflictError,
+    CorruptResult,
     NotFoundError,
     ResultIntegrityError,
     ServerUnavailable,
@@ -31,6 +32,7 @@ __all__ = [
     "ConflictError",
     "Credentials",
     "NotFoundError",
+    "ResultFormat",
     "ResultIntegrityError",
     "ServerUnavailable",
     "ValidationError",

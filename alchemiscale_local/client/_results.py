@@ -1,9 +1,17 @@
-"""User-client methods for results and failures: refs, verified bytes, gathered estimates."""
+"""User-client methods for results and failures: refs, verified bytes, gathered results.
+
+With gufe (``return_gufe``), results come back as alchemiscale 0.8 gives them: the protocol's own
+``ProtocolResult`` (``Transformation.gather`` over the successful ProtocolDAGResults), a list of
+them, or the ProtocolDAGResults. Without gufe, the runtime registry gathers a plain dict
+(``{"estimate", "uncertainty", "units", "n_results", ...}``) and documents stay keyed chains.
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
+from enum import StrEnum
 from typing import Any, Literal
 
 from alchemiscale_local.keyedchain import parse_chain
@@ -11,37 +19,65 @@ from alchemiscale_local.models import ScopedKey
 
 from . import display
 from .base import BaseClient, seg, sk_str
-from .documents import decode_result, from_keyed_chain, gufe_available, protocol_of, verify_sha256
+from .documents import decode_result, from_keyed_chain, protocol_of, verify_sha256
 from .errors import CorruptResult, ResultIntegrityError
 
 SK = ScopedKey | str
 #: parsed network chains kept by a client (a 2,000-transformation network is a few MB)
 NETWORK_CACHE_SIZE = 8
-ResultFormat = Literal["ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"]
+
+
+class ResultFormat(StrEnum):
+    """What ``get_transformation_results`` / ``get_network_results`` return (alchemiscale 0.8's enum).
+
+    ``REFS`` is this project's addition: the references (location, sha256, size, task) only.
+    """
+
+    PROTOCOL_RESULT = "ProtocolResult"
+    PROTOCOL_RESULTS = "ProtocolResults"
+    PROTOCOL_DAG_RESULTS = "ProtocolDAGResults"
+    REFS = "refs"
+
+
+ResultFormatLike = ResultFormat | Literal["ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"]
 FailureFormat = Literal["ProtocolDAGResults", "refs"]
 
 
-def gather_results(transformation: list, results: list[bytes]) -> Any:
-    """Gather successful result documents into an estimate.
-
-    Uses the runtime registry (``alchemiscale_local.runtimes.registry.runtime_for``) for the
-    protocol named in the transformation chain; without it, gufe's ``Transformation.gather``.
-    """
-    module, qualname = protocol_of(transformation)
+def _result_format(return_as: Any, return_protocoldagresults: bool | None) -> ResultFormat:
+    if return_protocoldagresults is not None:
+        warnings.warn(
+            "'return_protocoldagresults' is deprecated (as in alchemiscale); use return_as='ProtocolDAGResults'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if return_protocoldagresults:
+            return ResultFormat.PROTOCOL_DAG_RESULTS
     try:
-        from alchemiscale_local.runtimes.registry import runtime_for
-    except ImportError:
-        runtime_for = None
-    if runtime_for is not None:
-        try:
-            return runtime_for(module, qualname).gather(transformation, list(results))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a stored object that is not a PDR
-            raise CorruptResult(None, f"a stored result does not decode as keyed-chain JSON: {exc}") from None
-    if gufe_available():
-        tf = from_keyed_chain(transformation, True)
-        pdrs = [from_keyed_chain(decode_result(r), True) for r in results]
-        return tf.gather(pdrs)
-    raise RuntimeError(f"no runtime can gather results of {module}.{qualname}: install gufe or its runtime")
+        return ResultFormat(return_as)
+    except ValueError:
+        raise ValueError(
+            f"unknown return_as {return_as!r}; one of {', '.join(repr(f.value) for f in ResultFormat)}"
+        ) from None
+
+
+def gather_results(transformation: list, results: list[bytes]) -> dict[str, Any]:
+    """Gather successful result documents into a plain estimate dict, without gufe.
+
+    Uses the runtime registry (``runtime_for``) for the protocol the transformation chain names.
+    """
+    from alchemiscale_local.runtimes.registry import runtime_for
+
+    try:
+        return runtime_for(*protocol_of(transformation)).gather(transformation, list(results))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a stored object that is not a PDR
+        raise CorruptResult(None, f"a stored result does not decode as keyed-chain JSON: {exc}") from None
+
+
+def gather_gufe(transformation: Any, pdrs: list[Any], return_as: ResultFormat) -> Any:
+    """alchemiscale's shapes from a gufe Transformation and its successful gufe ProtocolDAGResults."""
+    if return_as is ResultFormat.PROTOCOL_RESULTS:
+        return [transformation.gather([p]) for p in pdrs]
+    return transformation.gather(pdrs) if pdrs else None
 
 
 class ResultsMixin(BaseClient):
@@ -75,31 +111,45 @@ class ResultsMixin(BaseClient):
         with display.progress(f"fetching {len(refs)} {kind}", len(refs), visualize) as advance:
             return self._map(lambda r: self._fetch(transformation, r, kind), refs, progress=advance)
 
-    def _shape(self, transformation: str, refs: list[dict], datas: list[bytes], return_as: str) -> Any:
-        if return_as == "ProtocolDAGResults":
+    def _shape(self, transformation: str, datas: list[bytes], return_as: ResultFormat) -> Any:
+        if return_as is ResultFormat.PROTOCOL_DAG_RESULTS:
             return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
+        if return_as is ResultFormat.PROTOCOL_RESULTS and not datas:
+            return []
+        if return_as is ResultFormat.PROTOCOL_RESULT and not datas:
+            return None
         chain = json.loads(self._request("GET", f"/transformations/{transformation}").text)
-        if return_as == "ProtocolResults":
+        if self._as_gufe:
+            pdrs = [from_keyed_chain(decode_result(d), True) for d in datas]
+            return gather_gufe(from_keyed_chain(chain, True), pdrs, return_as)
+        if return_as is ResultFormat.PROTOCOL_RESULTS:
             return [gather_results(chain, [d]) for d in datas]
-        return gather_results(chain, datas) if datas else None
+        return gather_results(chain, datas)
 
     def get_transformation_results(
-        self, transformation: SK, return_as: ResultFormat = "ProtocolResult", *, visualize: bool = True
+        self,
+        transformation: SK,
+        return_as: ResultFormatLike = ResultFormat.PROTOCOL_RESULT,
+        return_protocoldagresults: bool | None = None,
+        *,
+        visualize: bool = True,
     ) -> Any:
-        """Successful results of a transformation.
+        """Successful results of a transformation, shaped by ``return_as`` (as alchemiscale 0.8).
 
-        ``'ProtocolResult'``: one gathered estimate (None without results); ``'ProtocolResults'``:
-        one per result; ``'ProtocolDAGResults'``: the result documents (gufe objects, or keyed
-        chains without gufe); ``'refs'``: references (location, sha256, size, task ...) only.
-        Every downloaded document is checked against its recorded sha256.
+        With gufe: ``'ProtocolResult'`` gives the protocol's own ``ProtocolResult``
+        (``Transformation.gather``; ``.get_estimate()``, ``.get_uncertainty()``), or None without
+        results; ``'ProtocolResults'`` one per ProtocolDAGResult; ``'ProtocolDAGResults'`` the gufe
+        ProtocolDAGResults. Without gufe: a dict ``{"estimate", "uncertainty", "units",
+        "n_results", ...}`` (or a list of them) and keyed chains. ``'refs'``: references
+        (location, sha256, size, task ...) only. Every downloaded document is checked against
+        its recorded sha256. ``return_protocoldagresults`` is deprecated, as in alchemiscale.
         """
-        if return_as not in ("ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"):
-            raise ValueError(f"unknown return_as {return_as!r}")
+        fmt = _result_format(return_as, return_protocoldagresults)
         tf = seg(transformation)
         refs = self._refs(f"/transformations/{tf}/results")
-        if return_as == "refs":
+        if fmt is ResultFormat.REFS:
             return refs
-        return self._shape(tf, refs, self._fetch_all(tf, refs, "results", visualize), return_as)
+        return self._shape(tf, self._fetch_all(tf, refs, "results", visualize), fmt)
 
     def get_transformation_failures(
         self, transformation: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
@@ -137,7 +187,7 @@ class ResultsMixin(BaseClient):
         return out
 
     def _network_results(
-        self, network: SK, ok: bool, return_as: str, visualize: bool
+        self, network: SK, ok: bool, return_as: ResultFormat, visualize: bool
     ) -> dict[ScopedKey, Any]:
         net = sk_str(network)
         tfs = self._get(f"/networks/{seg(net)}/transformations")
@@ -148,24 +198,31 @@ class ResultsMixin(BaseClient):
                     "/bulk/transformations/results", {"transformations": tfs[start : start + 1000], "ok": ok}
                 )
             )
-        if return_as == "refs":
+        if return_as is ResultFormat.REFS:
             return {ScopedKey.from_str(tf): refs[tf] for tf in tfs}
         flat = [r for tf in tfs for r in refs[tf]]
         datas = iter(self._download(flat, visualize))
         per_tf = {tf: [next(datas) for _ in refs[tf]] for tf in tfs}
-        if return_as == "ProtocolDAGResults":
+        if return_as is ResultFormat.PROTOCOL_DAG_RESULTS:
             return {
                 ScopedKey.from_str(tf): [
                     from_keyed_chain(decode_result(d), self._as_gufe) for d in per_tf[tf]
                 ]
                 for tf in tfs
             }
-        # Gather each transformation from its subchain of the network (one download, not one per edge).
+        # Gather each transformation from the network's chain (one download, not one per edge).
         chain = self._network_chain(net)
         out: dict[ScopedKey, Any] = {}
+        if self._as_gufe:
+            # one gufe load of the network; its edges are the Transformations to gather with
+            edges = {t.key: t for t in from_keyed_chain([list(e) for e in chain], True).edges}
+            for tf in tfs:
+                pdrs = [from_keyed_chain(decode_result(d), True) for d in per_tf[tf]]
+                out[ScopedKey.from_str(tf)] = gather_gufe(edges[_gufe_key(tf)], pdrs, return_as)
+            return out
         for tf in tfs:
-            sub = [list(e) for e in chain.subchain(tf.rsplit("-", 3)[0])]
-            if return_as == "ProtocolResults":
+            sub = [list(e) for e in chain.subchain(_gufe_key(tf))]
+            if return_as is ResultFormat.PROTOCOL_RESULTS:
                 out[ScopedKey.from_str(tf)] = [gather_results(sub, [d]) for d in per_tf[tf]]
             else:
                 out[ScopedKey.from_str(tf)] = gather_results(sub, per_tf[tf]) if per_tf[tf] else None
@@ -184,16 +241,21 @@ class ResultsMixin(BaseClient):
         return chain
 
     def get_network_results(
-        self, network: SK, return_as: ResultFormat = "ProtocolResult", *, visualize: bool = True
+        self,
+        network: SK,
+        return_as: ResultFormatLike = ResultFormat.PROTOCOL_RESULT,
+        return_protocoldagresults: bool | None = None,
+        *,
+        visualize: bool = True,
     ) -> dict[ScopedKey, Any]:
-        """``{transformation: result}`` over the network, as ``get_transformation_results`` shapes it.
+        """``{transformation: result}`` over the network, as ``get_transformation_results`` shapes it
+        (with gufe: ``{transformation: ProtocolResult | None}`` by default).
 
         Bulk: one request for every reference, results downloaded in bundles, and each
-        transformation gathered from its part of the network's chain.
+        transformation gathered from the network's chain, loaded once.
         """
-        if return_as not in ("ProtocolResult", "ProtocolResults", "ProtocolDAGResults", "refs"):
-            raise ValueError(f"unknown return_as {return_as!r}")
-        return self._network_results(network, True, return_as, visualize)
+        fmt = _result_format(return_as, return_protocoldagresults)
+        return self._network_results(network, True, fmt, visualize)
 
     def get_network_failures(
         self, network: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
@@ -201,7 +263,7 @@ class ResultsMixin(BaseClient):
         """``{transformation: [failed result documents]}`` (or their ``'refs'``, with tracebacks)."""
         if return_as not in ("ProtocolDAGResults", "refs"):
             raise ValueError(f"unknown return_as {return_as!r}")
-        return self._network_results(network, False, return_as, visualize)
+        return self._network_results(network, False, ResultFormat(return_as), visualize)
 
     def _task_docs(self, task: SK, kind: str, return_as: str, visualize: bool) -> list[Any]:
         refs = self._refs(f"/tasks/{seg(task)}/{kind}")
@@ -224,3 +286,8 @@ class ResultsMixin(BaseClient):
     ) -> list[Any]:
         """Failed result documents of one task (or their ``'refs'``, with tracebacks)."""
         return self._task_docs(task, "failures", return_as, visualize)
+
+
+def _gufe_key(scoped_key: str) -> str:
+    """The gufe key of a ScopedKey string (``<gufe key>-<org>-<campaign>-<project>``)."""
+    return scoped_key.rsplit("-", 3)[0]

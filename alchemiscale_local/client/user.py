@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 from alchemiscale_local.models import ScopedKey
@@ -53,34 +52,34 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFiles
     def wait(
         self, network: SK, timeout: float | None = None, poll: float = 1.0, visualize: bool = True
     ) -> dict[str, int]:
-        """Block until every actioned task of the network is complete or error.
+        """Block until no actioned task of the network is waiting or running.
 
-        Tracks the tasks actioned on the network while waiting (completed tasks leave the hub,
-        so those seen once stay counted). Returns their final counts by status, e.g.
+        Counts every task of the network that is finished (complete, error, invalid, deleted),
+        however long ago, plus the actioned ones still to run: a network that finished before
+        the call returns its counts at once. Tasks that were never actioned and still wait do
+        not count (nothing would run them). Returns the final counts by status, e.g.
         ``{"complete": 9, "error": 1}``. Raises ``TimeoutError`` after ``timeout`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         key = sk_str(network)
-        tracked: dict[str, str | None] = {}
         with display.progress(f"waiting for {key.split('-', 2)[0]}", None, visualize) as advance:
             done_before = 0
             while True:
+                # actioned first, network counts last: a task finishing in between shows as
+                # pending (one more poll), never as missing
                 actioned = list(self._post(f"/networks/{seg(key)}/tasks/actioned"))
-                for task in actioned:
-                    tracked.setdefault(task, None)
-                keys = list(tracked)
-                statuses = self.get_tasks_status(keys) if keys else []
-                tracked.update(zip(keys, statuses, strict=False))
-                pending = [t for t in actioned if tracked[t] not in DONE]
-                done = sum(1 for s in tracked.values() if s in DONE)
-                _set_total(advance, len(tracked))
+                statuses = self.get_tasks_status(actioned) if actioned else []
+                pending = [t for t, s in zip(actioned, statuses, strict=False) if s not in DONE]
+                finished = {s: n for s, n in self._get(f"/networks/{seg(key)}/status").items() if s in DONE}
+                done = sum(finished.values())
+                _set_total(advance, done + len(pending))
                 advance(done - done_before)
                 done_before = done
                 if not pending:
-                    return dict(Counter(s if s is not None else "missing" for s in tracked.values()))
+                    return finished
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(
-                        f"{len(pending)} of {len(tracked)} actioned tasks of {key} "
+                        f"{len(pending)} of {done + len(pending)} actioned tasks of {key} "
                         f"still pending after {timeout} s"
                     )
                 wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))

@@ -98,6 +98,10 @@ class GufeRuntime(Runtime):
                 "install it with conda/mamba: `mamba install -c conda-forge gufe`"
             )
 
+    def create_dag(self, transformation: Any, extends: Any, task_key: str) -> Any:
+        """The Task's ProtocolDAG; alchemiscale names it after the Task, so results trace back to it."""
+        return transformation.create(extends=extends, name=task_key)
+
     def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
         self._require()
         from gufe.protocols.protocoldag import ProtocolDAGResult, execute_DAG
@@ -108,7 +112,7 @@ class GufeRuntime(Runtime):
         if request.extends is not None:
             extends = ProtocolDAGResult.from_keyed_chain(_decode(decode_result(request.extends)))
         # alchemiscale names the DAG after the Task, so results can be traced back to it
-        dag = transformation.create(extends=extends, name=request.task_key)
+        dag = self.create_dag(transformation, extends, request.task_key)
         for base in (request.shared_dir, request.scratch_dir):  # execute_DAG needs them to exist
             base.mkdir(parents=True, exist_ok=True)
         pdr = execute_DAG(

@@ -244,9 +244,11 @@ def test_real_result_document_round_trip(user_client, compute_client, setup):
     assert user_client.get_task_failures(task, visualize=False) == [chain]
 
 
-def test_protocol_result_is_gathered_by_the_runtime(user_client, compute_client, tmp_path):
-    """Real toy-runtime results go up; 'ProtocolResult' comes back gathered by that runtime."""
+def test_protocol_result_is_gathered_by_the_runtime(api_server, compute_client, tmp_path):
+    """Real toy-runtime results go up; without gufe objects, 'ProtocolResult' comes back gathered by
+    that runtime as a dict (the gufe shapes: test_results_gufe.py)."""
     toy = pytest.importorskip("alchemiscale_local.runtimes.toy")
+    user_client = api_server.client("user", return_gufe=False)
     from alchemiscale_local.runtimes.base import ExecutionRequest
 
     scope = f"org1-gather-p{uuid.uuid4().hex[:8]}"

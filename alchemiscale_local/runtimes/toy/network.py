@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.util
+import inspect
 import json
 import math
 import random
@@ -80,20 +82,35 @@ def _mapping(a: list, b: list) -> list:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _transformation_has_metadata() -> bool:
+    """Whether Transformations carry ``metadata`` (gufe >= 1.12 writes it; gufe 1.10 refuses it).
+
+    Without gufe the current format is written; with gufe, the installed version's, so the
+    documents load there and keep the keys that gufe computes.
+    """
+    if importlib.util.find_spec("gufe") is None:
+        return True
+    from gufe import Transformation
+
+    return "metadata" in inspect.signature(Transformation.__init__).parameters
+
+
 def _transformation(a: list, b: list, protocol_key: str, mapping_key: str) -> list:
-    return _entry(
-        {
-            "stateA": gufe_ref(a[0]),
-            "stateB": gufe_ref(b[0]),
-            "protocol": gufe_ref(protocol_key),
-            "mapping": gufe_ref(mapping_key),
-            "name": f"toy_rbfe_{a[1]['name']}_{b[1]['name']}",
-            "metadata": {},
-            "__qualname__": "Transformation",
-            "__module__": "gufe.transformations.transformation",
-            ":version:": 1,
-        }
-    )
+    d: dict[str, Any] = {
+        "stateA": gufe_ref(a[0]),
+        "stateB": gufe_ref(b[0]),
+        "protocol": gufe_ref(protocol_key),
+        "mapping": gufe_ref(mapping_key),
+        "name": f"toy_rbfe_{a[1]['name']}_{b[1]['name']}",
+        "metadata": {},
+        "__qualname__": "Transformation",
+        "__module__": "gufe.transformations.transformation",
+        ":version:": 1,
+    }
+    if not _transformation_has_metadata():
+        del d["metadata"]
+    return _entry(d)
 
 
 def _ligand_pairs(n_ligands: int, seed: int) -> list[tuple[int, int]]:

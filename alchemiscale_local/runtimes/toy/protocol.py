@@ -16,6 +16,8 @@ from ...gufekeys import make_key
 
 __all__ = [
     "TOY_MODULE",
+    "ToyFailure",
+    "ToySettingsFields",
     "TOY_NOTE",
     "TOY_UNITS",
     "ToyProtocol",
@@ -33,10 +35,14 @@ TOY_UNITS = "kcal/mol"
 _NOISE_SD = 0.25  # kcal/mol: small enough that a few repeats pin the estimate
 
 
-class ToySettings(BaseModel):
-    """Settings of the :class:`ToyProtocol` (a toy: nothing here is physical)."""
+class ToyFailure(RuntimeError):
+    """The failure the toy protocol simulates (``fail_rate`` / ``fail_on``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class ToySettingsFields(BaseModel):
+    """The toy's settings fields, shared by the plain model below and gufe's (``gufe_protocol``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     duration_s: float = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="seconds each unit (repeat) sleeps"
@@ -57,6 +63,12 @@ class ToySettings(BaseModel):
     )
     seed: int = Field(default=0, description="changes the noise and which tasks fail")
 
+
+class ToySettings(ToySettingsFields):
+    """Settings of the :class:`ToyProtocol` without gufe (a toy: nothing here is physical)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     def to_json_codec(self) -> dict[str, Any]:
         """gufe's SETTINGS codec form: class markers, then the fields in declaration order."""
         return {
@@ -74,20 +86,22 @@ class ToySettings(BaseModel):
 
 
 class ToyProtocol:
-    """A TOY protocol: the smoke-test stand-in for a free energy protocol.
+    """A TOY protocol without gufe (with gufe, ``gufe_protocol.ToyProtocol`` is the real one): the smoke-test stand-in for a free energy protocol.
 
     It says so everywhere: its results carry ``"toy": true`` and a note that the numbers are
     not chemistry. Each DAG has ``settings.repeats`` independent units; a unit sleeps
     ``duration_s`` and reports :func:`toy_value` for its repeat.
     """
 
-    def __init__(self, settings: ToySettings | dict | None = None) -> None:
+    def __init__(self, settings: ToySettingsFields | dict | None = None) -> None:
         if settings is None:
             settings = ToySettings()
         elif isinstance(settings, dict):
             settings = (
                 ToySettings.from_json_codec(settings) if "__class__" in settings else ToySettings(**settings)
             )
+        elif isinstance(settings, ToySettingsFields) and not isinstance(settings, ToySettings):
+            settings = ToySettings(**settings.model_dump())  # gufe's ToySettings (gufe_protocol)
         elif not isinstance(settings, ToySettings):
             raise TypeError(f"settings must be ToySettings or a dict, got {type(settings).__name__}")
         self.settings = settings
@@ -127,7 +141,7 @@ def toy_value(transformation_key: str, repeat: int, seed: int = 0) -> float:
     return round(base + noise, 6)
 
 
-def toy_fails(task_key: str, transformation_name: str | None, settings: ToySettings) -> str | None:
+def toy_fails(task_key: str, transformation_name: str | None, settings: ToySettingsFields) -> str | None:
     """Why this task fails (a message), or None: ``fail_on`` names, else ``fail_rate`` by hash."""
     if transformation_name is not None and transformation_name in settings.fail_on:
         return f"toy protocol: transformation {transformation_name!r} is listed in fail_on"

@@ -1,4 +1,8 @@
-"""ToyRuntime: executes the TOY protocol into real ProtocolDAGResult documents, without gufe."""
+"""ToyRuntime: executes the TOY protocol into real ProtocolDAGResult documents.
+
+With gufe installed the toy is a real gufe Protocol (``gufe_protocol``) and runs under gufe's
+``execute_DAG`` like any other; without gufe this module writes the same documents itself.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import traceback
 from typing import Any
 
 from ..base import ExecutionOutcome, ExecutionRequest, Runtime, transformation_key_of
+from ..gufe import GufeRuntime, _find_spec
 from ..pdr import (
     dag_result_entry,
     decode_result,
@@ -22,18 +27,35 @@ from ..pdr import (
     unit_result_entry,
 )
 from .outputs import write_toy_outputs
-from .protocol import TOY_MODULE, TOY_NOTE, TOY_UNITS, ToyProtocol, toy_fails, toy_value
+from .protocol import TOY_MODULE, TOY_NOTE, TOY_UNITS, ToyFailure, ToyProtocol, toy_fails, toy_value
 
-__all__ = ["ToyFailure", "ToyRuntime"]
+__all__ = ["ToyFailure", "ToyRuntime", "abort_process", "gufe_available"]
+
+
+def gufe_available() -> bool:
+    """Whether gufe is importable here (found, not imported: the server never imports gufe)."""
+    return _find_spec("gufe") is not None
+
+
+class _ToyGufeRuntime(GufeRuntime):
+    """gufe's runtime, creating the DAG with the transformation name the toy's ``fail_on`` reads."""
+
+    def create_dag(self, transformation: Any, extends: Any, task_key: str) -> Any:
+        return transformation.protocol.create(
+            stateA=transformation.stateA,
+            stateB=transformation.stateB,
+            mapping=transformation.mapping,
+            extends=extends,
+            name=task_key,
+            transformation_key=transformation.key,
+            transformation_name=transformation.name,
+        )
+
 
 UNIT_QUALNAME = "ToyUnit"
 
 
-class ToyFailure(RuntimeError):
-    """The failure the toy protocol simulates (``fail_rate`` / ``fail_on``)."""
-
-
-def _abort() -> None:
+def abort_process() -> None:
     # a fault-test feature: die like a native crash, without leaving a core file behind
     try:
         import resource
@@ -73,6 +95,12 @@ class ToyRuntime(Runtime):
         return protocol_module == TOY_MODULE or protocol_module.startswith(TOY_MODULE + ".")
 
     def execute(self, request: ExecutionRequest) -> ExecutionOutcome:
+        if gufe_available():
+            return _ToyGufeRuntime().execute(request)
+        return self._execute_plain(request)
+
+    def _execute_plain(self, request: ExecutionRequest) -> ExecutionOutcome:
+        """The gufe-free path: the same documents as gufe's ``execute_DAG`` would write."""
         entries = {k: d for k, d in request.transformation}
         tf_key = transformation_key_of(request.transformation)
         if tf_key is None or entries[tf_key].get("__qualname__") != "Transformation":
@@ -82,14 +110,20 @@ class ToyRuntime(Runtime):
         for sub in ("shared", "scratch"):
             (request.workdir / sub).mkdir(parents=True, exist_ok=True)
         if settings.abort:
-            _abort()
+            abort_process()
 
         extends_key, first = (None, 0) if request.extends is None else _previous_repeats(request.extends)
         units = [
             unit_entry(
                 UNIT_QUALNAME,
                 TOY_MODULE,
-                {"settings": settings.to_json_codec(), "transformation_key": tf_key, "repeat": r},
+                {
+                    "settings": settings.to_json_codec(),
+                    "transformation_key": tf_key,
+                    "repeat": r,
+                    "task_key": request.task_key,
+                    "transformation_name": tf.get("name"),
+                },
                 f"toy repeat {r}",
             )
             for r in range(first, first + settings.repeats)
