@@ -38,11 +38,16 @@ from alchemiscale_local.keyedchain import (
     references,
     verify_keys,
 )
+from tests.gufe_fixtures import GUFE_FIXTURES as FIXTURES
+from tests.gufe_fixtures import require_dir
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"gufe fixtures not found at {FIXTURES} (the repo sits next to shared/)"
-)
+
+@pytest.fixture
+def _gufe_fixtures_dir() -> Path:
+    return require_dir()  # skips, or fails under CI, when the fixtures are absent
+
+
+needs_fixtures = pytest.mark.usefixtures("_gufe_fixtures_dir")
 
 
 def _read(path: Path) -> bytes:
@@ -51,8 +56,7 @@ def _read(path: Path) -> bytes:
 
 
 def _fixture(name: str) -> bytes:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"gufe fixtures not found at {FIXTURES}")
+    require_dir()
     return _read(FIXTURES / name)
 
 

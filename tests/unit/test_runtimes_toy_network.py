@@ -6,7 +6,6 @@ import gzip
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -20,14 +19,11 @@ from alchemiscale_local.runtimes.toy import (
     build_toy_network,
     load_components,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
+from tests.gufe_fixtures import fixture_path
 
 
 def fixture_chain(name: str) -> list:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"gufe fixture {path} not found (the repo sits next to shared/)")
+    path = fixture_path(name)
     raw = path.read_bytes()
     return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
 
