@@ -124,15 +124,15 @@ def test_sigterm_abandons_task_and_deregisters(dep, client):
         60,
         "a service to claim the task",
     )
-    started = time.monotonic()
     os.kill(victim["pid"], signal.SIGTERM)
-    # deregistration hands the task back at once: no TTL wait
-    wait_for(
-        lambda: victim["identifier"] not in {s["identifier"] for s in services(dep)},
-        15,
-        "the service to deregister",
-    )
-    assert time.monotonic() - started < TTL_S + 5
+    # Deregistration hands the task back: the service says so in its log, and the API's
+    # reaper never had to expire it (no timing: a loaded machine may take its time).
+    ident = victim["identifier"]
+    wait_for(lambda: ident not in {s["identifier"] for s in services(dep)}, 120, "the service to leave")
+    logs = dep.settings.log_dir / dep.settings.name
+    said = "".join(p.read_text(errors="replace") for p in logs.glob("compute-*.log"))
+    assert f"deregistered {ident}" in said
+    assert f"expired silent compute service {ident}" not in (logs / "api.log").read_text(errors="replace")
     client.wait(net, timeout=120, visualize=False)
     assert status(client, net) == {"complete": 1}
     assert len(client.get_task_results(task, return_as="refs", visualize=False)) == 1

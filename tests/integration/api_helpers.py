@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-from statestore_helpers import GUFE_FIXTURES, fixture_text, toy_chain  # noqa: F401
+from statestore_helpers import GUFE_FIXTURES, fixture_path, fixture_text, toy_chain  # noqa: F401
+
+from tests.pdr_pool import pdr_chain
 
 API_NETWORK_FIXTURES = [
     "gufe-generated_alchemical_network.json",
@@ -93,50 +95,16 @@ def toy_network(
 
 
 def pdr_document(
-    task: str, *, ok: bool = True, traceback: str | None = None, transformation_key: str | None = None
+    task: str, *, ok: bool = True, traceback: str | None = None
 ) -> tuple[str, list[list], bytes]:
-    """A small ProtocolDAGResult keyed chain: (pdr key, chain, zstd bytes).
+    """A ProtocolDAGResult keyed chain made by real gufe: (its content-hash key, chain, zstd bytes).
 
-    A failed one carries one ProtocolUnitFailure with ``traceback``.
+    Fresh from gufe where it is installed, else an unused document of the gufe-made pool
+    (tests/pdr_pool.py). A failed one carries one ProtocolUnitFailure, with ``traceback``
+    when given. ``task`` is not part of the document (real results do not name the task).
     """
-    token = uuid.uuid4().hex
-    unit_key = f"ToyUnit-{uuid.uuid4().hex}"
-    unit = {
-        "inputs": {},
-        "name": "toy unit",
-        "_key": unit_key,
-        "__qualname__": "ToyUnit",
-        "__module__": "tests.toy",
-        ":version:": 1,
-    }
-    rq = "ProtocolUnitResult" if ok else "ProtocolUnitFailure"
-    res_key = f"{rq}-{uuid.uuid4().hex}"
-    res: dict[str, Any] = {
-        "name": "toy unit",
-        "_key": res_key,
-        "source_key": unit_key,
-        "inputs": {},
-        "outputs": {"value": 1.5} if ok else {},
-        "stderr": None,
-        "stdout": None,
-    }
-    if not ok:
-        res["exception"] = ["RuntimeError", ["toy failure"]]
-        res["traceback"] = traceback or "Traceback (most recent call last):\nRuntimeError: toy failure"
-    res.update({"__qualname__": rq, "__module__": "gufe.protocols.protocolunit", ":version:": 1})
-    pdr_key = f"ProtocolDAGResult-{token}"
-    pdr = {
-        "name": task,
-        "protocol_units": [{":gufe-key:": unit_key}],
-        "protocol_unit_results": [{":gufe-key:": res_key}],
-        "transformation_key": transformation_key,
-        "extends_key": None,
-        "__qualname__": "ProtocolDAGResult",
-        "__module__": "gufe.protocols.protocoldag",
-        ":version:": 1,
-    }
-    chain = [[unit_key, unit], [res_key, res], [pdr_key, pdr]]
-    return pdr_key, chain, zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
+    chain = pdr_chain(ok, traceback)
+    return chain[-1][0], chain, zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
 
 
 def submit_toy(client: Any, scope: str, n: int = 3, **kwargs: Any) -> tuple[Any, list[list], list[Any]]:

@@ -11,16 +11,12 @@ import gzip
 import hashlib
 import json
 import uuid
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from alchemiscale_local import keyedchain
 from alchemiscale_local.gufekeys import gufe_ref, make_key
 from alchemiscale_local.models import ComputeServiceRegistration, ResultRef
-
-GUFE_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
+from tests.gufe_fixtures import GUFE_FIXTURES, fixture_path  # noqa: F401 (re-exported)
 
 SCOPE = "org-camp-proj"
 OTHER_SCOPE = "org-camp-other"
@@ -35,10 +31,8 @@ NETWORK_FIXTURES = [
 
 # -- fixture documents ---------------------------------------------------------------
 def fixture_text(name: str) -> str:
-    """A document of ../shared/fixtures/gufe as text (gunzipped); skip the test if absent."""
-    path = GUFE_FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"gufe fixture {name} not found under {GUFE_FIXTURES}")
+    """A document of ../shared/fixtures/gufe as text (gunzipped); skip the test if absent (fail under CI)."""
+    path = fixture_path(name)
     raw = path.read_bytes()
     if name.endswith(".gz"):
         raw = gzip.decompress(raw)

@@ -10,6 +10,7 @@ import pytest
 from api_helpers import ANY_KIND_ROUTES, api_routes, submit_toy
 
 from alchemiscale_local.client import AlchemiscaleLocalClient, AuthError, ComputeClient
+from tests.pdr_pool import pdr_chain
 from tests.plugins.api_server import CLIENT_OPTIONS
 
 ROUTES = api_routes()
@@ -17,6 +18,9 @@ USER_ROUTES = [r for r in ROUTES if not r[1].startswith("/compute") and r[1] not
 COMPUTE_ROUTES = [r for r in ROUTES if r[1].startswith("/compute")]
 KEY_PARAM = re.compile(r"\{(network|transformation|chemicalsystem|task|scoped_key)\}")
 KEYED_USER_ROUTES = [r for r in USER_ROUTES if KEY_PARAM.search(r[1])]
+KEYED_COMPUTE_ROUTES = [r for r in COMPUTE_ROUTES if KEY_PARAM.search(r[1])]
+# A compute identity limited to org1 (the keys fixture's objects live in org2).
+LIMITED_COMPUTE = ("test-compute-org1", "compute-org1-key-0123456789")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def keys(api_server):
         "scoped_key": str(net),
         "identifier": "test-user",
         "scope": "org2-auth-proj",
-        "pdr_key": "ProtocolDAGResult-" + "0" * 32,
+        "pdr_key": pdr_chain()[-1][0],  # a real gufe-made key, of no stored result
     }
 
 
@@ -55,11 +59,19 @@ def _body(path: str, keys: dict) -> dict:
     return {}
 
 
+def _params(path: str, keys: dict) -> dict:
+    """Query parameters a route requires, so that only the scope check can refuse it."""
+    if path == "/compute/tasks/{task}/results":
+        return {"compute_service_id": "svc-scope", "pdr_key": keys["pdr_key"], "ok": "true"}
+    return {}
+
+
 def _call(api_server, method: str, path: str, keys: dict, headers: dict | None = None) -> httpx.Response:
     return httpx.request(
         method,
         _url(api_server, path, keys),
         headers=headers or {},
+        params=_params(path, keys),
         json=_body(path, keys) if method != "GET" else None,
         timeout=30,
     )
@@ -74,6 +86,13 @@ def test_route_inventory():
     assert len(ROUTES) > 50
     assert len(COMPUTE_ROUTES) >= 8
     assert ("POST", "/networks") in USER_ROUTES
+    # every compute route that takes a task key is in the compute scope matrix
+    assert {p for _, p in KEYED_COMPUTE_ROUTES} >= {
+        "/compute/tasks/{task}/transformation",
+        "/compute/tasks/{task}/inputs",
+        "/compute/tasks/{task}/extends/result",
+        "/compute/tasks/{task}/results",
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -110,6 +129,27 @@ def test_out_of_scope_key_is_403(api_server, keys, method, path):
     resp = _call(api_server, method, path, keys, api_server.headers("limited"))
     assert resp.status_code == 403, resp.text
     assert "no access to scope org2-auth-proj" in resp.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def limited_compute_headers(api_server) -> dict[str, str]:
+    """Bearer header of a compute identity whose only scope is org1-*-*."""
+    ident, key = LIMITED_COMPUTE
+    api_server.store.add_identity(ident, "compute", key=key, scopes=["org1-*-*"], replace=True)
+    resp = httpx.post(f"{api_server.url}/token", json={"identifier": ident, "key": key}, timeout=30)
+    resp.raise_for_status()
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+@pytest.mark.parametrize(("method", "path"), KEYED_COMPUTE_ROUTES)
+def test_out_of_scope_key_on_compute_route_is_403(api_server, keys, limited_compute_headers, method, path):
+    """Compute task routes run the scoped key check: an org1 service cannot touch an org2 task."""
+    resp = _call(api_server, method, path, keys, limited_compute_headers)
+    assert resp.status_code == 403, resp.text
+    assert "test-compute-org1 has no access to scope org2-auth-proj" in resp.json()["detail"]
+    # The same request with an all-scopes compute token gets past the scope check (not a 403).
+    resp = _call(api_server, method, path, keys, api_server.headers("compute"))
+    assert resp.status_code != 403, resp.text
 
 
 def test_out_of_scope_in_bodies_and_queries(api_server, keys, limited_client):
@@ -204,16 +244,14 @@ def test_wrong_key_and_wrong_kind_clients(api_server):
 
 def test_limited_compute_identity_claims_only_in_scope(api_server, user_client):
     api_server.store.add_identity(
-        "test-compute-org1", "compute", key="compute-org1-key-0123456789", scopes=["org1-*-*"], replace=True
+        LIMITED_COMPUTE[0], "compute", key=LIMITED_COMPUTE[1], scopes=["org1-*-*"], replace=True
     )
     net2, _, tfs2 = submit_toy(user_client, "org2-claim-proj", n=1)
     user_client.action_tasks(user_client.create_tasks(tfs2[0]), net2)
     net1, _, tfs1 = submit_toy(user_client, "org1-claim-proj", n=1)
     mine = user_client.create_tasks(tfs1[0])
     user_client.action_tasks(mine, net1)
-    compute = ComputeClient(
-        api_server.url, "test-compute-org1", "compute-org1-key-0123456789", **CLIENT_OPTIONS
-    )
+    compute = ComputeClient(api_server.url, *LIMITED_COMPUTE, **CLIENT_OPTIONS)
     compute.register("svc-org1")
     got = compute.claim_tasks("svc-org1", count=5, scopes=["*-*-*"])
     claimed = [t for t in got if t is not None]

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 import zstandard
-from api_helpers import GUFE_FIXTURES, pdr_document, run_task, submit_toy
+from api_helpers import fixture_path, pdr_document, run_task, submit_toy
 
 from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
 from alchemiscale_local.models import ScopedKey
@@ -72,7 +72,7 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
     with pytest.raises(NotFoundError):
         compute_client.get_extends_result(task)
 
-    pdr_key, chain, data = pdr_document(str(task), transformation_key=tf.gufe_key)
+    pdr_key, chain, data = pdr_document(str(task))
     out = compute_client.push_result(task, s["service"], pdr_key, True, data)
     assert out["status"] == "complete" and out["size"] == len(data)
     assert out["sha256"] == hashlib.sha256(data).hexdigest()
@@ -228,9 +228,7 @@ def test_bad_uploads_are_4xx(user_client, compute_client, setup):
 
 def test_real_result_document_round_trip(user_client, compute_client, setup):
     """A real gufe ProtocolDAGResult (failed, with tracebacks) goes up and comes back unchanged."""
-    path = GUFE_FIXTURES / "gufe-generated_protocol_dag_result_failed.json"
-    if not path.is_file():
-        pytest.skip("fixture missing")
+    path = fixture_path("gufe-generated_protocol_dag_result_failed.json")
     s = setup
     task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
     text = path.read_text()

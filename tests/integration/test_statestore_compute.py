@@ -13,6 +13,23 @@ from alchemiscale_local.models import ComputeServiceRegistration
 TF_QUALNAMES = ("Transformation", "NonTransformation")
 
 
+class Clock:
+    """The store's clock, moved by hand: expiry and failure windows without sleeps or races."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(store, monkeypatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(store, "_now", lambda: c.now)
+    return c
+
+
 @pytest.fixture
 def queued(store):
     """A network with 4 waiting tasks actioned on its hub: (network, tasks)."""
@@ -23,7 +40,7 @@ def queued(store):
     return str(sk), tasks
 
 
-def test_register_heartbeat_list(store):
+def test_register_heartbeat_list(store, clock):
     reg = ComputeServiceRegistration(
         identifier="gpu0-abc", hostname="node1", pid=42, gpu="0", runtimes=["toy"]
     )
@@ -32,10 +49,10 @@ def test_register_heartbeat_list(store):
     assert row["identifier"] == "gpu0-abc" and row["hostname"] == "node1" and row["pid"] == 42
     assert row["gpu"] == "0" and row["failures"] == 0 and row["tasks"] == []
     first = row["heartbeat"]
-    time.sleep(0.02)
+    clock.advance(5)
     store.heartbeat_computeservice("gpu0-abc")
     (row,) = store.list_computeservices()
-    assert row["heartbeat"] > first and row["registered"] == pytest.approx(first)
+    assert row["heartbeat"] == first + 5 and row["registered"] == first
     # Registering again updates, never duplicates.
     store.register_computeservice(reg.model_copy(update={"pid": 43}))
     (row,) = store.list_computeservices()
@@ -69,18 +86,21 @@ def test_deregister_returns_running_tasks_to_waiting(store, queued):
         store.claim_tasks(svc, 1)
 
 
-def test_expire_returns_silent_services_tasks(store, queued):
+def test_expire_returns_silent_services_tasks(store, queued, clock):
     _, tasks = queued
     silent, alive = register(store, "silent"), register(store, "alive")
     lost = store.claim_tasks(silent, 2)
     kept = store.claim_tasks(alive, 1)
-    time.sleep(0.6)
+    clock.advance(100)
     store.heartbeat_computeservice(alive)
-    assert store.expire_computeservices(0.3) == [silent]
+    clock.advance(10)
+    # silent: 110 s without a heartbeat, alive: 10 s; a 60 s TTL expires only silent
+    assert store.expire_computeservices(60) == [silent]
     assert store.get_task_status(lost) == ["waiting", "waiting"]
     assert store.get_task_status(kept) == ["running"]
     assert [r["identifier"] for r in store.list_computeservices()] == [alive]
     assert store.expire_computeservices(60) == []
+    assert store.expire_computeservices(9) == [alive]  # the TTL boundary: 10 s silent > 9 s
     # The expired service's late result is refused and stores nothing.
     before = graph_snapshot(store.driver)
     with pytest.raises(Conflict):
@@ -90,7 +110,7 @@ def test_expire_returns_silent_services_tasks(store, queued):
         store.heartbeat_computeservice(silent)
 
 
-def test_failure_gate(store):
+def test_failure_gate(store, clock):
     svc = register(store)
     assert store.computeservice_can_claim(svc, max_failures=2, window_s=60)
     for _ in range(2):
@@ -100,8 +120,9 @@ def test_failure_gate(store):
     assert not store.computeservice_can_claim(svc, max_failures=2, window_s=60)
     assert store.list_computeservices()[0]["failures"] == 3
     # Old failures are forgiven (and pruned).
-    time.sleep(0.3)
-    assert store.computeservice_can_claim(svc, max_failures=2, window_s=0.1)
+    clock.advance(30)
+    assert not store.computeservice_can_claim(svc, max_failures=2, window_s=31)  # still inside
+    assert store.computeservice_can_claim(svc, max_failures=2, window_s=29)
     assert store.list_computeservices()[0]["failures"] == 0
     with pytest.raises(NotFound):
         store.computeservice_can_claim("nobody-1", 3, 60)

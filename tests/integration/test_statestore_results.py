@@ -140,6 +140,34 @@ def test_pattern_on_one_network_only(store):
     assert set(store.get_task_actioned_networks(t)) == {str(without)}
 
 
+def test_same_pattern_text_on_two_networks_is_not_shared(store):
+    """Each network's hub owns its patterns: the same text on two networks is two patterns."""
+    chain = toy_chain(2, salt="shared-text")
+    tfs = keys_of(chain, TF_QUALNAMES)
+    a, _ = store.assemble_network(network_of(chain, tfs, "a"), SCOPE)
+    b, _ = store.assemble_network(network_of(chain, tfs, "b"), SCOPE)
+    (t,) = store.create_tasks([f"{tfs[0]}-{SCOPE}"])
+    for n in (a, b):
+        store.action_tasks([t], str(n))
+    store.add_task_restart_patterns(str(a), ["boom"], 1)
+    store.add_task_restart_patterns(str(b), ["boom"], 3)
+    assert store.get_task_restart_patterns(str(a)) == {"boom": 1}
+    assert store.get_task_restart_patterns(str(b)) == {"boom": 3}
+    assert (
+        store.driver.execute_query("MATCH (p:TaskRestartPattern) RETURN count(p) AS n").records[0]["n"] == 2
+    )
+    # Changing or removing it on one network leaves the other's alone.
+    store.set_task_restart_patterns_max_retries(str(a), ["boom"], 2)
+    assert store.get_task_restart_patterns(str(b)) == {"boom": 3}
+    store.remove_task_restart_patterns(str(a), ["boom"])
+    assert store.get_task_restart_patterns(str(a)) == {}
+    assert store.get_task_restart_patterns(str(b)) == {"boom": 3}
+    # b's pattern still applies to the task: a matching failure sends it back to waiting.
+    svc = register(store)
+    assert fail(store, svc, t, [BOOM]) == "waiting"
+    assert applies(store, t) == {"boom": 1}
+
+
 def test_adding_patterns_resolves_already_errored_tasks(store, net):
     network, tfs = net
     a, b = store.create_tasks([tfs[0], tfs[1]])

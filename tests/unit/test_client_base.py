@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import time
 
 import httpx
 import pytest
@@ -73,16 +72,18 @@ def test_retries_502_503_504_then_succeeds():
     assert len(server.calls("/info")) == 4
 
 
-def test_bounded_retries_then_server_unavailable():
+def test_bounded_retries_then_server_unavailable(monkeypatch):
     server = Server(
         {("GET", "/info"): [httpx.Response(503, json={"detail": "backing service unavailable: x"})]}
     )
-    start = time.monotonic()
+    slept: list[float] = []
+    monkeypatch.setattr("alchemiscale_local.client.base.time.sleep", slept.append)
     with pytest.raises(ServerUnavailable) as info:
         client(server, max_retries=2).get_info()
     assert info.value.status == 503 and "backing service unavailable" in str(info.value)
     assert len(server.calls("/info")) == 3
-    assert time.monotonic() - start < 2
+    # two waits between three attempts, each within the configured ceiling
+    assert len(slept) == 2 and all(0 < s <= FAST["retry_max_seconds"] for s in slept), slept
 
 
 def test_404_is_not_retried():

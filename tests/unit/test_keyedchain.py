@@ -6,7 +6,6 @@ import copy
 import gzip
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -38,11 +37,16 @@ from alchemiscale_local.keyedchain import (
     references,
     verify_keys,
 )
+from tests.gufe_fixtures import GUFE_FIXTURES as FIXTURES
+from tests.gufe_fixtures import require_dir
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"gufe fixtures not found at {FIXTURES} (the repo sits next to shared/)"
-)
+
+@pytest.fixture
+def _gufe_fixtures_dir() -> Path:
+    return require_dir()  # skips, or fails under CI, when the fixtures are absent
+
+
+needs_fixtures = pytest.mark.usefixtures("_gufe_fixtures_dir")
 
 
 def _read(path: Path) -> bytes:
@@ -51,8 +55,7 @@ def _read(path: Path) -> bytes:
 
 
 def _fixture(name: str) -> bytes:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"gufe fixtures not found at {FIXTURES}")
+    require_dir()
     return _read(FIXTURES / name)
 
 
@@ -133,15 +136,13 @@ def test_generated_root_keys_match_summary():
 
 
 @needs_fixtures
-def test_large_network_is_fast_and_nested_in_smaller_ones():
+def test_large_network_verifies_and_is_nested_in_smaller_ones():
+    # its speed is measured by `python -m bench.keyed_chain`
     raw = _fixture("rbfe-tyk2/rbfe-large.json.gz")
-    start = time.perf_counter()
     large = parse_chain(raw)
     report = verify_keys(large)
-    elapsed = time.perf_counter() - start
     assert report.verified == 4504
     assert len(large.keys_of("Transformation")) == 2000
-    assert elapsed < 5.0, f"parse + verify of 4,504 entries took {elapsed:.2f}s"
     medium = parse_chain(_fixture("rbfe-tyk2/rbfe-medium.json"))
     assert set(medium.keys_of("Transformation")) <= set(large.keys())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 import zstandard
@@ -22,15 +21,14 @@ from alchemiscale_local.runtimes import (
 )
 from alchemiscale_local.runtimes.base import FAILURE_UNIT_QUALNAME
 from alchemiscale_local.runtimes.toy import build_toy_network
+from tests.gufe_fixtures import GUFE_FIXTURES as FIXTURES
+from tests.gufe_fixtures import fixture_path
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
 TASK = "Task-0123456789abcdef0123456789abcdef-org-campaign-project"
 
 
 def fixture_chain(name: str) -> list:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"gufe fixture {path} not found (the repo sits next to shared/)")
+    path = fixture_path(name)
     raw = path.read_bytes()
     return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
 

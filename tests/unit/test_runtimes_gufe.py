@@ -17,15 +17,13 @@ from alchemiscale_local.keyedchain import parse_chain, verify_keys
 from alchemiscale_local.runtimes import ExecutionRequest, base, decode_result, failed_outcome, summarize
 from alchemiscale_local.runtimes import gufe as gufe_runtime
 from alchemiscale_local.runtimes.gufe import GufeRuntime
+from tests.gufe_fixtures import fixture_path
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
 TASK = "Task-00000000000000000000000000000001-org-campaign-project"
 
 
 def fixture_text(name: str) -> str:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"gufe fixture {path} not found (the repo sits next to shared/)")
+    path = fixture_path(name)
     return path.read_text()
 
 

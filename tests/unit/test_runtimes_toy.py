@@ -22,8 +22,8 @@ from alchemiscale_local.runtimes.toy import (
     toy_fails,
     toy_value,
 )
+from tests.gufe_fixtures import fixture_path
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
 TASK = "Task-{}-org-campaign-project"
 
 
@@ -68,9 +68,7 @@ def test_execute_builds_a_real_successful_pdr(tmp_path: Path) -> None:
 
 
 def test_result_fields_match_real_gufe_results(tmp_path: Path) -> None:
-    path = FIXTURES / "gufe-generated_protocol_dag_result.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = fixture_path("gufe-generated_protocol_dag_result.json")
     real = {d["__qualname__"]: d for _, d in json.loads(path.read_text())}
     ours = decode_result(run(transformations()[0], tmp_path).result)
     mine = {d["__qualname__"]: d for _, d in ours}
@@ -82,7 +80,7 @@ def test_result_fields_match_real_gufe_results(tmp_path: Path) -> None:
     failed = decode_result(run(transformations(fail_rate=1.0)[0], tmp_path, "f" * 32).result)
     real_failed = {
         d["__qualname__"]: d
-        for _, d in json.loads((FIXTURES / "gufe-generated_protocol_dag_result_failed.json").read_text())
+        for _, d in json.loads(fixture_path("gufe-generated_protocol_dag_result_failed.json").read_text())
     }
     ours_failed = {d["__qualname__"]: d for _, d in failed}
     assert list(ours_failed["ProtocolUnitFailure"]) == list(real_failed["ProtocolUnitFailure"])

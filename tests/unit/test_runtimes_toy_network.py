@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -20,14 +18,11 @@ from alchemiscale_local.runtimes.toy import (
     build_toy_network,
     load_components,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "gufe"
+from tests.gufe_fixtures import fixture_path
 
 
 def fixture_chain(name: str) -> list:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"gufe fixture {path} not found (the repo sits next to shared/)")
+    path = fixture_path(name)
     raw = path.read_bytes()
     return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
 
@@ -158,13 +153,9 @@ def test_first_pairs_connect_every_ligand() -> None:
     assert len(seen) == 64
 
 
-def test_two_thousand_transformations_build_fast() -> None:
-    build_toy_network(1)  # load the package data once
-    start = time.perf_counter()
+def test_two_thousand_transformations_build() -> None:
     chain = build_toy_network(2000)
-    elapsed = time.perf_counter() - start
     assert len(chain) == 1 + 1 + 64 + 1000 + 128 + 1 + 2000 + 1
-    assert elapsed < 2.0, f"{elapsed:.2f}s"
 
 
 def test_deterministic_and_seeded() -> None:
