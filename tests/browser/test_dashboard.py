@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from alchemiscale_local.api.ui import dashboard_login_url
 from alchemiscale_local.runtimes.toy.network import build_toy_network
@@ -119,16 +120,12 @@ def test_overview_network_and_live_completion(deployment, toy, browser, artifact
     # a marker that a reload would wipe: the page must update itself
     page.evaluate("window.__notReloaded = true")
     toy["client"].action_tasks(toy["tasks"], toy["net"])
-    page.wait_for_function(
-        f"document.querySelectorAll('#tf-table tbody tr[data-status=complete]').length === {N_TF - 1}",
-        timeout=180_000,
-    )
-    page.wait_for_selector("#tf-table tbody tr[data-status=error]", timeout=60_000)
+    # the CSP forbids eval, so wait with selector-based expectations (no wait_for_function)
+    expect(page.locator("#tf-table tbody tr[data-status=complete]")).to_have_count(N_TF - 1, timeout=180_000)
+    expect(page.locator("#tf-table tbody tr[data-status=error]")).to_have_count(1, timeout=60_000)
     assert page.evaluate("window.__notReloaded === true")
     # edges in the graph were recoloured in place, and estimates are shown for the toy
-    page.wait_for_function(
-        f"document.querySelectorAll('svg.graph path.e.s-complete').length === {N_TF - 1}", timeout=30_000
-    )
+    expect(page.locator("svg.graph path.e.s-complete")).to_have_count(N_TF - 1, timeout=30_000)
     assert page.locator("#tf-table td.num", has_text="kcal/mol").count() == N_TF - 1
     page.reload()  # labels on the graph come with a render
     assert page.locator("svg.graph text.el").count() == N_TF - 1
@@ -210,3 +207,52 @@ def test_login_link_from_api_for_a_user_token(deployment, browser):
     assert page.url.endswith("/ui/") and "Networks" in page.inner_text("h1")
     page.close()
     assert httpx.post(f"{deployment.api_url}/ui/login-link").status_code == 401
+
+
+def test_large_network_is_paged_and_drawn_in_part(deployment, browser, artifacts):
+    client = deployment.client()
+    chain = build_toy_network(2000, name="big 2000", settings={"duration_s": 0.0})
+    net = client.create_network(chain, "demo-browser-big")
+    client.create_transformations_tasks(client.get_network_transformations(net))
+    page = logged_in_page(browser, deployment)
+    page.goto(ui(deployment, f"/networks/{quote(str(net), safe='')}"))
+    # 50 rows per page, the graph keeps all 64 ligands but draws only this page's edges
+    expect(page.locator("#tf-table tbody tr")).to_have_count(50)
+    assert "2000 transformations · page 1 of 40" in page.inner_text(".pager")
+    assert page.locator("svg.graph path.e").count() == 50
+    assert page.locator("svg.graph circle.n").count() == 64
+    first = page.locator("#tf-table tbody tr").first.get_attribute("data-sk")
+    page.click("#next-page")
+    expect(page.locator(".pager")).to_contain_text("page 2 of 40")
+    assert page.locator("#tf-table tbody tr").first.get_attribute("data-sk") != first
+    page.click("#tf-table thead a:has-text('transformation')")  # name, descending
+    expect(page.locator(".pager")).to_contain_text("page 1 of 40")
+    names = page.locator("#tf-table tbody tr td:first-child").all_inner_texts()
+    assert names == sorted(names, reverse=True)
+    page.screenshot(path=str(artifacts / "network-2000.png"))
+    page.context.close()
+
+
+def test_expired_or_foreign_links_and_revoked_identities(deployment):
+    from alchemiscale_local.api.app import jwt_secret
+    from alchemiscale_local.api.ui.session import dashboard_login_url as signed_url
+
+    secret = jwt_secret(deployment.settings)
+    expired = signed_url(deployment.api_url, secret, deployment.credentials["user"]["identifier"], ttl_s=-5)
+    assert httpx.get(expired, follow_redirects=False).status_code == 401
+    forged = signed_url(deployment.api_url, "another-secret", deployment.credentials["user"]["identifier"])
+    assert httpx.get(forged, follow_redirects=False).status_code == 401
+    # a compute identity cannot log in to the dashboard
+    compute = signed_url(deployment.api_url, secret, deployment.credentials["compute"]["identifier"])
+    assert httpx.get(compute, follow_redirects=False).status_code == 401
+    # a session ends once its identity is disabled (within the identity gate's recheck interval)
+    deployment.store.add_identity("short-lived", "user", scopes=["*-*-*"], replace=True)
+    resp = httpx.get(login_url(deployment, "short-lived"), follow_redirects=False)
+    cookies = {"alchemiscale_ui": resp.cookies["alchemiscale_ui"]}
+    assert httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
+    deployment.store.set_identity_disabled("short-lived", True)
+    wait_for(
+        lambda: httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
+        30,
+        "the disabled identity's session to be refused",
+    )
