@@ -22,6 +22,7 @@ from .auth import router as auth_router
 from .errors import install_error_handlers
 from .middleware import BodyMiddleware
 from .reaper import reap_forever
+from .ui import install as install_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +90,5 @@ def create_app(
     app.include_router(routes_results.router, tags=["results"])
     app.include_router(routes_compute.router)
     app.include_router(routes_files.router)
+    install_dashboard(app)
     return app

@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
+        from alchemiscale_local.api.ui import dashboard_login_url
         from alchemiscale_local.launchers.ownership import ensure_not_running
 
         settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port))
@@ -106,6 +107,10 @@ def register(app: typer.Typer) -> None:
             dep.start(progress=lambda msg: status.update(msg))  # tears down what it started on failure
         try:
             console.print(_summary(settings, dep))
+            console.print(
+                f"[bold]Dashboard[/] {dashboard_login_url(dep.api_url, settings, dep.credentials['user']['identifier'])}  (one-time link, 15 min)",
+                soft_wrap=True,
+            )
             if live and console.is_terminal:
                 with Live(_status_table(dep.store), console=console, refresh_per_second=1) as view:
                     while not stopping["flag"]:
