@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv jars test demo bench bench-quick clean
+.PHONY: venv jars test demo demo-openfe bench bench-quick clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: jars
 
 demo: jars
 	$(PY) examples/quickstart.py
+
+# Real chemistry: an openfe RBFE network (solvent legs) on this machine's GPUs, else CPU. Needs gufe
+# and openfe: the science venv (.venv-science), or a conda env's python via SCIENCE_PY=python.
+SCIENCE_PY ?= .venv-science/bin/python
+demo-openfe: jars
+	$(SCIENCE_PY) examples/openfe_rbfe.py $(DEMO_ARGS)
 
 bench: jars
 	$(PY) -m bench.run_all
