@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv jars test test-nogufe test-science science-venv lint demo bench bench-quick clean
+.PHONY: venv jars test test-nogufe test-science science-venv lint demo demo-openfe bench bench-quick mutate clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ lint: $(STAMP)
 
 demo: jars
 	$(PY) examples/quickstart.py
+
+# Real chemistry: an openfe RBFE network (solvent legs) on this machine's GPUs, else CPU. Needs gufe
+# and openfe: the science env (made from the wheelhouse), or PYTHON_SCIENCE=<a conda env's python>.
+demo-openfe:
+	@py=$$(.ci/science-python); rc=$$?; \
+	if [ $$rc != 0 ]; then echo "demo-openfe needs gufe and openfe (see above)"; exit 1; fi; \
+	$$py -m alchemiscale_local.cli neo4j fetch && $$py examples/openfe_rbfe.py $(DEMO_ARGS)
 
 bench: jars
 	$(PY) -m bench.run_all
