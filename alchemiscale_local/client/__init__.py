@@ -10,8 +10,8 @@ from .credentials import Credentials, resolve_credentials
 from .errors import (
     AuthError,
     ClientError,
-    CorruptResult,
     ConflictError,
+    CorruptResult,
     NotFoundError,
     ResultIntegrityError,
     ServerUnavailable,
