@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alchemiscale_local.backends.objectstore import InvalidPath, paths
-from api_helpers import pdr_document, submit_toy
+from api_helpers import pdr_document, submit_toy, toy_network
 
 from alchemiscale_local.models import SCOPE_PART_MAX, InvalidIdentifier, Scope
 from tests.plugins.api_server import running_api
@@ -29,7 +29,7 @@ def test_scope_part_over_the_object_store_limit_is_refused_at_create_network(api
     resp = httpx.post(
         f"{api_server.url}/networks",
         json={
-            "network": [["X-1", {"__qualname__": "X", "__module__": "m"}]],
+            "network": toy_network(1),
             "scope": chain_scope + too_long,
         },
         headers=api_server.headers("user"),
