@@ -15,7 +15,7 @@ import zstandard
 from alchemiscale_local.runtimes.pdr import summarize
 
 # Decompressed size beyond which an upload is refused (a zstd bomb stops here).
-MAX_DECOMPRESSED = 1 << 30
+MAX_DECOMPRESSED = 256 << 20
 
 
 class ResultRejected(ValueError):
