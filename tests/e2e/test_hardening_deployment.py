@@ -202,15 +202,19 @@ def test_sigkilled_neo4j_comes_back_by_itself(dep, client):
 
     wait_for(healthy, 240, "Neo4j to come back without help", poll=0.5)
     print(f"Neo4j recovery (SIGKILL -> /check 200): {time.monotonic() - killed:.1f} s")
-    assert dep.neo4j.connection().uri == uri and dep.neo4j_restarts >= 1
+    assert dep.neo4j.connection().uri == uri
+    wait_for(lambda: dep.neo4j_restarts >= 1, 60, "the supervisor to count its restart")
     try:
         client.wait(net, timeout=240, visualize=False)
     except TimeoutError:
         dump_logs(dep)
         raise
     assert client.get_network_status(net, visualize=False) == {"complete": 4}
-    for tf in tfs:
-        assert len(client.get_transformation_results(tf, return_as="refs", visualize=False)) == 1
+    # Nothing lost. A task may have run twice: services that could not heartbeat through the
+    # outage are expired by the reaper when Neo4j returns (an outage longer than the TTL).
+    counts = [len(client.get_transformation_results(tf, return_as="refs", visualize=False)) for tf in tfs]
+    print(f"results per transformation after the Neo4j outage: {counts}")
+    assert all(n >= 1 for n in counts)
 
 
 def test_protocol_children_run_with_a_safe_path(dep, client):
