@@ -33,6 +33,7 @@ from alchemiscale_local.launchers.ownership import (
     DeploymentError,
     DeploymentRunning,
     OwnerLock,
+    lock_holder,
     marked_processes,
     marker,
     port_file,
@@ -335,6 +336,16 @@ def down(settings: Settings, timeout: float = 30.0, *, owner_lock: OwnerLock | N
     """
     state = read_state(settings)
     stopped: dict[str, Any] = {"state_file": state is not None}
+    # An owner still starting has no state file yet, but holds the lock: stop it first, or its
+    # supervisor would bring back what is stopped below.
+    holder = None if owner_lock is not None else lock_holder(settings)
+    if holder and holder.get("pid") and holder.get("create_time") is not None:
+        stopped["owner"] = True
+        stop(
+            [ProcessRecord("owner", int(holder["pid"]), float(holder["create_time"]))],
+            timeout,
+            children=False,
+        )
     if state:
         owner = ProcessRecord("owner", int(state["owner_pid"]), float(state["owner_create_time"]))
         # Ask the owner to stop everything in order; whatever it leaves is stopped below.

@@ -96,14 +96,17 @@ def register(app: typer.Typer) -> None:
             _detach(settings)
             return
         dep = LocalDeployment(settings)
-        stopping = {"flag": False}
+        stopping = {"flag": False, "starting": True}
 
         def _term(*_: object) -> None:
             stopping["flag"] = True
+            if stopping["starting"]:  # `down` while starting: start() tears down what it started
+                raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _term)
         with console.status("starting...") as status:
             dep.start(progress=lambda msg: status.update(msg))  # tears down what it started on failure
+        stopping["starting"] = False
         try:
             console.print(_summary(settings, dep))
             if live and console.is_terminal:

@@ -21,7 +21,7 @@ import pytest
 
 from alchemiscale_local.client import AlchemiscaleLocalClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 CLI = [sys.executable, "-m", "alchemiscale_local.cli", "--launcher", "jar"]
 MARKER_ENV = "ALCHEMISCALE_LOCAL_DEPLOYMENT"

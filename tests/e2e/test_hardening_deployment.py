@@ -18,7 +18,7 @@ import pytest
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TTL_S = 6.0
 HEARTBEAT_S = 0.5
