@@ -91,6 +91,11 @@ def register(app: typer.Typer) -> None:
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment
+        from alchemiscale_local.launchers.ownership import MARKER_ENV, marker
+
+        # The owner is one of the deployment's processes too: `down` finds it even if its
+        # runtime dir (lock, state file) was deleted under it.
+        os.environ[MARKER_ENV] = marker(settings)
 
         if detach:
             _detach(settings)
