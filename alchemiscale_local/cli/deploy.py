@@ -92,19 +92,27 @@ def register(app: typer.Typer) -> None:
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment
+        from alchemiscale_local.launchers.ownership import MARKER_ENV, marker
+
+        # The owner is one of the deployment's processes too: `down` finds it even if its
+        # runtime dir (lock, state file) was deleted under it.
+        os.environ[MARKER_ENV] = marker(settings)
 
         if detach:
             _detach(settings)
             return
         dep = LocalDeployment(settings)
-        stopping = {"flag": False}
+        stopping = {"flag": False, "starting": True}
 
         def _term(*_: object) -> None:
             stopping["flag"] = True
+            if stopping["starting"]:  # `down` while starting: start() tears down what it started
+                raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _term)
         with console.status("starting...") as status:
             dep.start(progress=lambda msg: status.update(msg))  # tears down what it started on failure
+        stopping["starting"] = False
         try:
             console.print(_summary(settings, dep))
             console.print(
