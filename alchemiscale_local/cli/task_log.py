@@ -29,7 +29,7 @@ def show_task_log(settings: Settings, task: str, lines: int, pdr_key: str | None
     except ClientError as exc:
         raise fail(f"could not get the protocol log of {task}: {exc}") from None
     console.rule(f"protocol log of {task}")
-    console.print("\n".join(text.splitlines()[-lines:]), markup=False, highlight=False)
+    console.print("\n".join(text.splitlines()[-lines:]), markup=False, highlight=False, soft_wrap=True)
 
 
 __all__ = ["show_task_log"]

@@ -202,3 +202,18 @@ def test_tiny_png_is_a_png() -> None:
     data = tiny_png(4, 3, seed=9)
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
     assert tiny_png(seed=1) != tiny_png(seed=2)
+
+
+def test_keeping_files_never_raises_when_the_api_is_away(tmp_path: Path) -> None:
+    """A failed upload is logged and reported; the service then pushes the result as usual."""
+    from alchemiscale_local.client import ComputeClient
+    from alchemiscale_local.compute.artifacts import upload_task_files
+    from alchemiscale_local.runtimes.base import ExecutionOutcome
+    from tests.plugins.api_server import free_port
+
+    ws = _workspace(tmp_path)
+    client = ComputeClient(f"http://127.0.0.1:{free_port()}", "svc", "key", max_retries=0, connect_timeout=1)
+    outcome = ExecutionOutcome(b"", True, "ProtocolDAGResult-" + "1" * 32)
+    report = upload_task_files(client, "svc", TASK, outcome, ws, ArtifactSettings())
+    assert report.error is not None and "ServerUnavailable" in report.error
+    assert report.kept == 0
