@@ -59,7 +59,7 @@ class QuotaExceeded(Exception):
 
 
 class TaskFileQuota:
-    """Bytes used by all task files, counted once from a listing and then kept up to date.
+    """Bytes used by all task files (manifests aside), counted once from a listing, then kept up to date.
 
     One API process serves the deployment, so an in-memory count is exact; reservations make
     concurrent uploads share the remaining room instead of all passing the check.
@@ -77,7 +77,11 @@ class TaskFileQuota:
 
     def _used_locked(self) -> int:
         if self._used is None:
-            self._used = sum(info.size for info in self._objects.list_prefix(TASKFILES_ROOT))
+            self._used = sum(
+                info.size
+                for info in self._objects.list_prefix(TASKFILES_ROOT)
+                if not info.location.endswith(f"/{MANIFEST}")
+            )
         return self._used
 
     def reserve(self, size: int, quota: int, what: str) -> None:
@@ -94,9 +98,6 @@ class TaskFileQuota:
         with self._lock:
             self._reserved -= reserved
             self._used = self._used_locked() + stored
-
-    def add(self, stored: int) -> None:
-        self.settle(0, stored)
 
 
 _quota_lock = threading.Lock()
@@ -267,7 +268,6 @@ def put_manifest(
     task: str,
     pdr_key: str,
     body: ManifestBody,
-    request: Request,
     compute_service_id: str,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
@@ -289,9 +289,9 @@ def put_manifest(
         **body.model_dump(),
     }
     data = json.dumps(manifest, sort_keys=True).encode()
+    # Manifests are not counted against the quota (a few KB each, one per attempt): the one of
+    # an attempt refused by the quota is what tells the user why its files are missing.
     stored = objects.put_task_file(sk.scope, sk.gufe_key, f"{pdr_key}/{MANIFEST}", data)
-    if stored.created:
-        quota_of(request).add(stored.size)  # tiny, and never refused: it says what was skipped
     return {"location": stored.location, "files": len(body.files), "skipped": len(body.skipped)}
 
 

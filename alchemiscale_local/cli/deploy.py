@@ -18,6 +18,7 @@ from rich.table import Table
 from alchemiscale_local.settings import Settings
 
 from ._common import console, fail, handle_errors, settings_from
+from .task_log import show_task_log
 
 
 def _compute_overrides(
@@ -188,9 +189,12 @@ def register(app: typer.Typer) -> None:
         ),
         lines: int = typer.Option(40, "--lines", "-n", min=1),
         follow: bool = typer.Option(False, "--follow", "-f"),
+        task: str | None = typer.Option(None, "--task", help="a task's protocol log (kept with its result)"),
     ) -> None:
-        """Show the logs of a component."""
+        """Show the logs of a component, or with --task the protocol log of a task."""
         settings = settings_from(ctx)
+        if task:
+            return show_task_log(settings, task, lines)
         logs = _log_files(settings)
         if component:
             matches = {k: v for k, v in logs.items() if k == component or k == f"compute-{component}"}

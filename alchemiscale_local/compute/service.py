@@ -152,7 +152,11 @@ class ComputeService:
     def _claim(self) -> list[str] | None:
         try:
             claimed = self.client.claim_tasks(
-                self.identifier, self.settings.claim_limit, self.settings.scopes, self.settings.protocols
+                self.identifier,
+                self.settings.claim_limit,
+                self.settings.scopes,
+                self.settings.protocols,
+                scopes_exclude=self.settings.scopes_exclude,
             )
         except NotFoundError:
             self._reregister.set()  # expired while away; register again and carry on

@@ -42,6 +42,9 @@ _CANDIDATES = """
 MATCH (th:TaskHub) WHERE th.weight > 0 AND any(s IN $scopes WHERE
   (s.org IS NULL OR th._org = s.org) AND (s.campaign IS NULL OR th._campaign = s.campaign)
   AND (s.project IS NULL OR th._project = s.project))
+  AND NOT any(x IN $exclude WHERE
+  (x.org IS NULL OR th._org = x.org) AND (x.campaign IS NULL OR th._campaign = x.campaign)
+  AND (x.project IS NULL OR th._project = x.project))
 CALL (th) {
   MATCH (th)-[a:ACTIONS]->(t:Task)
   WHERE t.status = 'waiting' AND a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
@@ -196,6 +199,7 @@ class ComputeMixin(StoreBase):
         protocols: Sequence[str] | None = None,
         *,
         include_held: bool = False,
+        scopes_exclude: Sequence[str | Scope] | None = None,
     ) -> list[str]:
         """Claim up to ``count`` waiting tasks in ``scopes`` for a registered service.
 
@@ -209,6 +213,8 @@ class ComputeMixin(StoreBase):
         if not parsed:
             return []
         scope_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in parsed]
+        excluded = [parse_scope(s) for s in scopes_exclude or ()]
+        exclude_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in excluded]
         protos = list(protocols) if protocols else None
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
         claimed: list[str] = self._held(identifier, count) if include_held else []
@@ -217,7 +223,9 @@ class ComputeMixin(StoreBase):
                 break
             hubs = {
                 r["hub"]: (r["weight"], r["candidates"])
-                for r in self._read(_CANDIDATES, scopes=scope_rows, protocols=protos, limit=limit)
+                for r in self._read(
+                    _CANDIDATES, scopes=scope_rows, exclude=exclude_rows, protocols=protos, limit=limit
+                )
             }
             if not hubs:
                 break
