@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv jars test demo bench bench-quick clean
+.PHONY: venv jars test demo bench bench-quick clean mutate
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ bench: jars
 
 bench-quick: jars
 	$(PY) -m bench.run_all --quick
+
+# Mutation check (not in CI): mutmut over the core modules with the fast tests that cover them,
+# each module under a time limit. MUTATE_MODULES="gufekeys compute_pool" (default; also keyedchain,
+# objectstore_local, claims, auth); MUTATE_BUDGET_S=600 per module. Results: bench/results/mutate/.
+MUTATE_MODULES ?= gufekeys compute_pool
+MUTATE_BUDGET_S ?= 600
+mutate: jars
+	$(PY) -m pip install -q -e '.[mutate]'
+	$(PY) scripts/mutate.py --budget-s $(MUTATE_BUDGET_S) $(MUTATE_MODULES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
