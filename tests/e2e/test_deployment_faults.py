@@ -116,6 +116,11 @@ def test_sigkill_service_mid_task_reruns_once(dep, client):
     wait_for(lambda: len(services(dep)) == 2, 60, "the pool to be back to two services")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: a SIGTERMed service running a task neither abandons it nor deregisters; its "
+    "heartbeats stop and the reaper expires it after the TTL (found 2026-11-30; remove this mark with the fix)",
+)
 def test_sigterm_abandons_task_and_deregisters(dep, client):
     net, tfs, tasks = submit(client, 1, "e2e-term-service", duration_s=8.0)
     task = str(tasks[0])
@@ -130,8 +135,12 @@ def test_sigterm_abandons_task_and_deregisters(dep, client):
     ident = victim["identifier"]
     wait_for(lambda: ident not in {s["identifier"] for s in services(dep)}, 120, "the service to leave")
     logs = dep.settings.log_dir / dep.settings.name
-    said = "".join(p.read_text(errors="replace") for p in logs.glob("compute-*.log"))
-    assert f"deregistered {ident}" in said
+
+    def said_deregistered() -> bool:  # the line is written just after the API answered
+        text = "".join(p.read_text(errors="replace") for p in logs.glob("compute-*.log*"))
+        return f"deregistered {ident}" in text
+
+    wait_for(said_deregistered, 60, "the service to log its deregistration")
     assert f"expired silent compute service {ident}" not in (logs / "api.log").read_text(errors="replace")
     client.wait(net, timeout=120, visualize=False)
     assert status(client, net) == {"complete": 1}
