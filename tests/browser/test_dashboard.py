@@ -170,6 +170,11 @@ def test_compute_page(deployment, toy, browser, artifacts):
     assert services and services[0]["identifier"] in text
     # log tail of the service, read by the API from the deployment's log dir
     assert page.locator(".svc details pre.log").count() == len(services)
+    # an opened log stays open while the page updates itself
+    page.click(".svc details summary")
+    marker = page.locator("body").get_attribute("data-updated")
+    expect(page.locator("body")).not_to_have_attribute("data-updated", marker or "", timeout=30_000)
+    assert page.locator(".svc details[open] pre.log").count() == 1
     page.screenshot(path=str(artifacts / "compute.png"), full_page=True)
     page.context.close()
 
@@ -240,7 +245,11 @@ def test_expired_or_foreign_links_and_revoked_identities(deployment):
     secret = jwt_secret(deployment.settings)
     expired = signed_url(deployment.api_url, secret, deployment.credentials["user"]["identifier"], ttl_s=-5)
     assert httpx.get(expired, follow_redirects=False).status_code == 401
-    forged = signed_url(deployment.api_url, "another-secret", deployment.credentials["user"]["identifier"])
+    forged = signed_url(
+        deployment.api_url,
+        "another-secret-that-is-not-the-deployments-0123456789",
+        deployment.credentials["user"]["identifier"],
+    )
     assert httpx.get(forged, follow_redirects=False).status_code == 401
     # a compute identity cannot log in to the dashboard
     compute = signed_url(deployment.api_url, secret, deployment.credentials["compute"]["identifier"])

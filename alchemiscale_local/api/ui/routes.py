@@ -156,8 +156,8 @@ def login(request: Request, token: str = Query("", max_length=4096)) -> Response
 
 
 LOGIN_HELP = (
-    "Open the one-time login link that `alchemiscale-local up` prints, or get a new one with "
-    "`client.dashboard_url()` / POST /ui/login-link with a user token"
+    "Open the one-time login link that `alchemiscale-local up` prints, or get a new one from "
+    "POST /ui/login-link with a user bearer token"
 )
 
 
