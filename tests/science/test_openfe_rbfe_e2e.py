@@ -129,7 +129,8 @@ def _write_summary(r: RBFERun, path: Path) -> Path:
     for t in r.timings:
         lines.append(
             f"  task {t['task'].split('-')[1][:8]} ({t['edge']}): execute {t['execute_s']:.1f} s, "
-            f"action -> complete {t['action_to_complete_s']:.1f} s; units {t['units']}"
+            f"action -> complete {t['action_to_complete_s']:.1f} s (queued {t['queued_s']:.1f} s, "
+            f"push {t['push_s']:.1f} s); units {t['units']}"
         )
     for line in lines:
         log.info(line)
@@ -164,7 +165,7 @@ def test_dag_results_are_real_and_ran_in_the_service_workdir(rbfe):
             units = sorted(u.name.split(":")[0] for u in pdr.protocol_unit_results)
             assert units == ["HybridTopology Analysis", "HybridTopology Setup", "HybridTopology Simulation"]
             sim = next(u for u in pdr.protocol_unit_results if "Simulation" in u.name)
-            assert Path(sim.outputs["trajectory"]).is_relative_to(workroot)
+            assert Path(sim.outputs["nc"]).is_relative_to(workroot)
     # execute_DAG removed every unit's scratch and shared dir (keep_scratch/keep_shared off)
     assert not [p for p in workroot.rglob("*") if p.name.startswith(("scratch_", "shared_"))]
 
