@@ -6,6 +6,7 @@ fail so there is a real traceback to open.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +21,9 @@ from .conftest import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SCOPE = "demo-browser-dashboard"
+# generous: the shared CI machine can be slow, and a cold first query takes a while
+get = functools.partial(httpx.get, timeout=120)
+post = functools.partial(httpx.post, timeout=120)
 N_TF = 6
 
 
@@ -48,6 +52,7 @@ def ui(deployment, path: str) -> str:
 
 def logged_in_page(browser, deployment, identifier: str | None = None):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(120_000)  # the machine may be busy; no timing is asserted here
     page = ctx.new_page()
     page.goto(login_url(deployment, identifier))
     return page
@@ -71,7 +76,7 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
         f"/api/transformations/{tf}",
         f"/api/tasks/{task}",
     ]
-    user_token = httpx.post(
+    user_token = post(
         f"{deployment.api_url}/token",
         json={
             "identifier": deployment.credentials["user"]["identifier"],
@@ -80,24 +85,25 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
     ).json()["access_token"]
     for path in paths:
         for cookies in ({}, {"alchemiscale_ui": user_token}, {"alchemiscale_ui": "garbage"}):
-            resp = httpx.get(ui(deployment, path), cookies=cookies, follow_redirects=False)
+            resp = get(ui(deployment, path), cookies=cookies, follow_redirects=False)
             # an API bearer token is no session cookie, and nothing of the network shows
             assert resp.status_code == 401, (path, cookies, resp.status_code)
             assert "browser demo" not in resp.text and toy["net"] not in resp.text
     # the login link works once: the second use is refused
     link = login_url(deployment)
-    first = httpx.get(link, follow_redirects=False)
+    first = get(link, follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/ui/"
     cookie = first.cookies["alchemiscale_ui"]
     assert "httponly" in first.headers["set-cookie"].lower()
     assert "samesite=strict" in first.headers["set-cookie"].lower()
-    assert httpx.get(link, follow_redirects=False).status_code == 401
+    assert get(link, follow_redirects=False).status_code == 401
     # the session cookie is no API bearer token either
-    resp = httpx.get(
+    resp = get(
         f"{deployment.api_url}/networks/{net}/transformations", headers={"Authorization": f"Bearer {cookie}"}
     )
     assert resp.status_code == 401
     page = browser.new_page()
+    page.set_default_timeout(120_000)
     page.goto(ui(deployment, "/"))
     assert "Not logged in" in page.inner_text("h1")
     page.screenshot(path=str(artifacts / "login-required.png"))
@@ -202,16 +208,17 @@ def test_user_without_scope_sees_nothing(deployment, toy, browser):
 
 def test_login_link_from_api_for_a_user_token(deployment, browser):
     creds = deployment.credentials["user"]
-    token = httpx.post(
+    token = post(
         f"{deployment.api_url}/token", json={"identifier": creds["identifier"], "key": creds["key"]}
     ).json()["access_token"]
-    url = httpx.post(f"{deployment.api_url}/ui/login-link", headers={"Authorization": f"Bearer {token}"})
+    url = post(f"{deployment.api_url}/ui/login-link", headers={"Authorization": f"Bearer {token}"})
     assert url.status_code == 200
     page = browser.new_page()
+    page.set_default_timeout(120_000)
     page.goto(url.json()["url"])
     assert page.url.endswith("/ui/") and "Networks" in page.inner_text("h1")
     page.close()
-    assert httpx.post(f"{deployment.api_url}/ui/login-link").status_code == 401
+    assert post(f"{deployment.api_url}/ui/login-link").status_code == 401
 
 
 def test_large_network_is_paged_and_drawn_in_part(deployment, browser, artifacts):
@@ -244,24 +251,24 @@ def test_expired_or_foreign_links_and_revoked_identities(deployment):
 
     secret = jwt_secret(deployment.settings)
     expired = signed_url(deployment.api_url, secret, deployment.credentials["user"]["identifier"], ttl_s=-5)
-    assert httpx.get(expired, follow_redirects=False).status_code == 401
+    assert get(expired, follow_redirects=False).status_code == 401
     forged = signed_url(
         deployment.api_url,
         "another-secret-that-is-not-the-deployments-0123456789",
         deployment.credentials["user"]["identifier"],
     )
-    assert httpx.get(forged, follow_redirects=False).status_code == 401
+    assert get(forged, follow_redirects=False).status_code == 401
     # a compute identity cannot log in to the dashboard
     compute = signed_url(deployment.api_url, secret, deployment.credentials["compute"]["identifier"])
-    assert httpx.get(compute, follow_redirects=False).status_code == 401
+    assert get(compute, follow_redirects=False).status_code == 401
     # a session ends once its identity is disabled (within the identity gate's recheck interval)
     deployment.store.add_identity("short-lived", "user", scopes=["*-*-*"], replace=True)
-    resp = httpx.get(login_url(deployment, "short-lived"), follow_redirects=False)
+    resp = get(login_url(deployment, "short-lived"), follow_redirects=False)
     cookies = {"alchemiscale_ui": resp.cookies["alchemiscale_ui"]}
-    assert httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
+    assert get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
     deployment.store.set_identity_disabled("short-lived", True)
     wait_for(
-        lambda: httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
+        lambda: get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
         30,
         "the disabled identity's session to be refused",
     )

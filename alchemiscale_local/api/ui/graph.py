@@ -54,7 +54,7 @@ def render_svg(
 
     parallel: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for e in edges:
-        parallel[tuple(sorted((e["a"], e["b"])))].append(e)  # type: ignore[index]
+        parallel[tuple(sorted((e["a"], e["b"])))].append(e)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size:.0f} {size:.0f}" '
