@@ -16,7 +16,15 @@ from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.secretfiles import read_or_create_secret
 from alchemiscale_local.settings import Settings
 
-from . import routes_base, routes_compute, routes_files, routes_networks, routes_results, routes_tasks
+from . import (
+    compat_compute,
+    routes_base,
+    routes_compute,
+    routes_files,
+    routes_networks,
+    routes_results,
+    routes_tasks,
+)
 from .auth import IdentityGate, TokenIssuer
 from .auth import router as auth_router
 from .errors import install_error_handlers
@@ -89,6 +97,7 @@ def create_app(
     app.include_router(routes_tasks.router, tags=["tasks"])
     app.include_router(routes_results.router, tags=["results"])
     app.include_router(routes_compute.router)
+    app.include_router(compat_compute.router)  # alchemiscale's compute paths (root)
     app.include_router(routes_files.router)
     install_dashboard(app)
     return app
