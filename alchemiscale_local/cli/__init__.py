@@ -18,6 +18,7 @@ import typer
 from alchemiscale_local import __version__
 
 from . import config as _config
+from . import database as _database
 from . import deploy as _deploy
 from . import identity as _identity
 from . import neo4j as _neo4j
@@ -26,6 +27,7 @@ from ._common import CliState
 #: (name, sub-app) pairs mounted on the root app, in help order
 SUB_APPS: list[tuple[str, typer.Typer]] = [
     ("config", _config.app),
+    ("database", _database.app),
     ("identity", _identity.app),
     ("neo4j", _neo4j.app),
 ]

@@ -1,4 +1,4 @@
-"""``alchemiscale-local identity add|list|remove``: user and compute identities."""
+"""``alchemiscale-local identity add|list|remove|add-scope|list-scope|remove-scope``: identities."""
 
 from __future__ import annotations
 
@@ -100,3 +100,55 @@ def remove(ctx: typer.Context, identifier: str = typer.Argument(...)) -> None:
         except StateStoreError as exc:
             raise fail(str(exc)) from None
     console.print(f"removed {identifier}")
+
+
+@app.command("add-scope")
+@handle_errors
+def add_scope(
+    ctx: typer.Context,
+    identifier: str = typer.Argument(..., help="the identity's name"),
+    scope: list[str] = typer.Option(..., "--scope", help="scope to grant, e.g. org-campaign-* (repeatable)"),
+) -> None:
+    """Grant scopes to an identity; its current tokens stop working (it logs in again)."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        try:
+            scopes = store.add_identity_scopes(identifier, scope)
+        except StateStoreError as exc:
+            raise fail(str(exc)) from None
+    console.print(f"{identifier} scopes: {', '.join(scopes) or '(none)'}")
+
+
+@app.command("list-scope")
+@handle_errors
+def list_scope(ctx: typer.Context, identifier: str = typer.Argument(..., help="the identity's name")) -> None:
+    """Print an identity's scopes, one a line."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        try:
+            scopes = store.get_identity(identifier)["scopes"] or []
+        except StateStoreError as exc:
+            raise fail(str(exc)) from None
+    for s in scopes:
+        console.print(s, highlight=False)
+
+
+@app.command("remove-scope")
+@handle_errors
+def remove_scope(
+    ctx: typer.Context,
+    identifier: str = typer.Argument(..., help="the identity's name"),
+    scope: list[str] = typer.Option(..., "--scope", help="scope to revoke (repeatable)"),
+) -> None:
+    """Revoke scopes from an identity; its current tokens stop working."""
+    settings = settings_from(ctx)
+    with open_store(settings) as store:
+        try:
+            before = store.get_identity(identifier)["scopes"] or []
+            scopes = store.remove_identity_scopes(identifier, scope)
+        except StateStoreError as exc:
+            raise fail(str(exc)) from None
+    absent = [s for s in scope if s not in before]
+    if absent:
+        console.print(f"[yellow]not held by {identifier}:[/] {', '.join(absent)}")
+    console.print(f"{identifier} scopes: {', '.join(scopes) or '(none)'}")

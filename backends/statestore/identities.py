@@ -121,6 +121,36 @@ class IdentitiesMixin(StoreBase):
         if not rows:
             raise NotFound(f"no identity {identifier}")
 
+    def add_identity_scopes(self, identifier: str, scopes: list[str]) -> list[str]:
+        """Grant ``scopes`` (already held ones are kept once); the identity's scopes after.
+
+        The scopes are part of the identity version tokens carry, so older tokens stop working.
+        """
+        scope_strs = [str(parse_scope(s)) for s in scopes]
+        rows = self._write(
+            "MATCH (i:CredentialedIdentity {identifier: $id}) "
+            "SET i.scopes = coalesce(i.scopes, []) + "
+            "[s IN $s WHERE NOT s IN coalesce(i.scopes, [])] RETURN i.scopes AS scopes",
+            id=identifier,
+            s=list(dict.fromkeys(scope_strs)),
+        )
+        if not rows:
+            raise NotFound(f"no identity {identifier}")
+        return list(rows[0]["scopes"])
+
+    def remove_identity_scopes(self, identifier: str, scopes: list[str]) -> list[str]:
+        """Revoke ``scopes`` (those not held are ignored); the identity's scopes after."""
+        scope_strs = [str(parse_scope(s)) for s in scopes]
+        rows = self._write(
+            "MATCH (i:CredentialedIdentity {identifier: $id}) "
+            "SET i.scopes = [s IN coalesce(i.scopes, []) WHERE NOT s IN $s] RETURN i.scopes AS scopes",
+            id=identifier,
+            s=scope_strs,
+        )
+        if not rows:
+            raise NotFound(f"no identity {identifier}")
+        return list(rows[0]["scopes"])
+
     def authenticate(self, identifier: str, key: str) -> dict[str, Any] | None:
         """The identity if the key matches and it is enabled and unexpired, else None."""
         try:
