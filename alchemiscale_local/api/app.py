@@ -15,6 +15,7 @@ from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.secretfiles import read_or_create_secret
 from alchemiscale_local.settings import Settings
+from alchemiscale_local.strategist import start_strategist
 
 from . import (
     compat_compute,
@@ -23,6 +24,7 @@ from . import (
     routes_files,
     routes_networks,
     routes_results,
+    routes_strategies,
     routes_tasks,
 )
 from .auth import IdentityGate, TokenIssuer
@@ -70,9 +72,12 @@ def create_app(
         reaper = asyncio.create_task(
             reap_forever(app.state.store, settings.api.reaper_interval_s, settings.api.service_ttl_s)
         )
+        strategist = start_strategist(app.state.store, app.state.objects)  # None without gufe
         try:
             yield
         finally:
+            if strategist is not None:
+                strategist.set()
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
@@ -97,6 +102,7 @@ def create_app(
     app.include_router(routes_tasks.router, tags=["tasks"])
     app.include_router(routes_results.router, tags=["results"])
     app.include_router(routes_compute.router)
+    app.include_router(routes_strategies.router)
     app.include_router(compat_compute.router)  # alchemiscale's compute paths (root)
     app.include_router(routes_files.router)
     install_dashboard(app)

@@ -1,0 +1,82 @@
+"""Strategy routes of alchemiscale 0.8's user API: ``/networks/{network}/strategy[/state|/status|/awake]``.
+
+The strategy travels and is stored as its keyed chain; the server never loads it (no gufe here).
+The strategist loop (:mod:`alchemiscale_local.strategist`) runs it inside the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from alchemiscale_local.backends.statestore import Neo4jStore
+from alchemiscale_local.backends.statestore import strategies as st
+from alchemiscale_local.backends.statestore.errors import InvalidInput, NotFound
+
+from .auth import TokenData, user_token
+from .deps import get_store
+
+router = APIRouter(dependencies=[Depends(user_token)], tags=["strategies"])
+
+
+def _network(network: str, token: TokenData) -> str:
+    sk = token.require_key(network)
+    if sk.qualname != "AlchemicalNetwork":
+        raise HTTPException(400, f"{sk} is not an AlchemicalNetwork")
+    return str(sk)
+
+
+@router.post(
+    "/networks/{network}/strategy", summary="Set (or with strategy null remove) a network's Strategy"
+)
+async def set_network_strategy(
+    network: str,
+    request: Request,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> str | None:
+    net = _network(network, token)
+    try:
+        body = json.loads(await request.body())
+        chain = body.pop("strategy")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise HTTPException(
+            422, "body must be JSON {strategy: keyed chain or null, ...state fields}"
+        ) from None
+    try:
+        return st.set_network_strategy(store, net, chain, body)
+    except InvalidInput as exc:
+        raise HTTPException(422, str(exc)) from None
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/networks/{network}/strategy", summary="The network's Strategy as a keyed chain (null if none)")
+def get_network_strategy(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> Response:
+    chain = st.get_network_strategy_chain(store, _network(network, token))
+    return Response(chain or "null", media_type="application/json")
+
+
+@router.get("/networks/{network}/strategy/state", summary="The StrategyState (null if no strategy)")
+def get_network_strategy_state(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> dict | None:
+    return st.get_network_strategy_state(store, _network(network, token))
+
+
+@router.get("/networks/{network}/strategy/status", summary="awake, dormant or error (null if no strategy)")
+def get_network_strategy_status(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> str | None:
+    state = st.get_network_strategy_state(store, _network(network, token))
+    return state["status"] if state else None
+
+
+@router.post("/networks/{network}/strategy/awake", summary="Wake a dormant or errored Strategy")
+def set_network_strategy_awake(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> str | None:
+    return st.set_network_strategy_awake(store, _network(network, token))
