@@ -94,25 +94,49 @@ def test_connectivity_strategy_drives_a_network_to_dormant(api_server, client, n
             sleep_interval=1,
             deep_sleep_interval=1,
             scopes=[AScope.from_str(scope)],
-            max_tasks=total,
-            claim_limit=total,
+            claim_limit=2,
             client_cache_directory=tmp_path / "cache",
             loglevel="WARNING",
         )
     )
     thread = threading.Thread(target=service.start, daemon=True)
     thread.start()
-    thread.join(timeout=300)
-    assert not thread.is_alive()
+    # The strategy re-plans as results arrive (a transformation whose tasks finish early can
+    # get another, as in alchemiscale); it goes dormant once every transformation has max_runs
+    # results and nothing actioned is left.
+    try:
+        _wait(
+            lambda: (
+                client.get_network_strategy_status(net) == "dormant"
+                and not api_server.store.get_network_actioned_tasks(str(net))
+            ),
+            timeout=300,
+            what="the strategy to go dormant with nothing left to run",
+        )
+    finally:
+        service.stop()
+        thread.join(timeout=60)
     assert client.get_tasks_status(list(actioned)) == ["complete"] * total
-
-    # Every transformation has max_runs results: all weights None, so the strategy sleeps.
-    _wait(lambda: client.get_network_strategy_status(net) == "dormant", what="dormant")
+    for tf in tfs:
+        assert len(api_server.store.get_transformation_results(str(tf), ok=True)) >= 1  # max_runs
     state = client.get_network_strategy_state(net)
     get = state.get if isinstance(state, dict) else lambda f: getattr(state, f)
-    assert get("last_iteration_result_count") == total and get("iterations") >= 2
-    # No more tasks were made while it slept.
-    assert len(api_server.store.get_transformation_tasks(str(tfs[0]))) == expected[str(tfs[0])]
+    n_results = sum(len(api_server.store.get_transformation_results(str(tf), ok=True)) for tf in tfs)
+    # It went dormant once every transformation had a result (later results may wake it again).
+    assert len(tfs) <= get("last_iteration_result_count") <= n_results and get("iterations") >= 2
+    # A dormant strategy makes no tasks: one more strategist pass (real, in-process) changes nothing.
+    from alchemiscale_local.strategist import Strategist
+
+    before = {str(tf): len(api_server.store.get_transformation_tasks(str(tf))) for tf in tfs}
+    Strategist(api_server.store, api_server.objects).execute(
+        str(net),
+        api_server.store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN s.chain AS c", n=str(net))[0][
+            "c"
+        ],
+        {**(state if isinstance(state, dict) else state.to_dict())},
+    )
+    assert {str(tf): len(api_server.store.get_transformation_tasks(str(tf))) for tf in tfs} == before
+    assert client.get_network_strategy_status(net) == "dormant"
     # Removing it leaves no state.
     assert client.set_network_strategy(net, None) is None
     assert client.get_network_strategy_status(net) is None and client.get_network_strategy(net) is None
@@ -130,10 +154,11 @@ def test_failing_strategy_is_error_until_woken(api_server, client, network):
     exception = state["exception"] if isinstance(state, dict) else state.exception
     assert exception[0] == "AttributeError" and "propose" in exception[1]
     assert str(client.set_network_strategy_awake(net)) == str(net)
+    # Awake, error cleared; with sleep_interval 3600 the strategist leaves it alone for an hour.
     state = client.get_network_strategy_state(net)
     status = state["status"] if isinstance(state, dict) else state.status
-    assert status in ("awake", "error")  # the strategist may already have failed it again
-    assert (state["exception"] if isinstance(state, dict) else state.exception) is None or status == "error"
+    cleared = state["exception"] if isinstance(state, dict) else state.exception
+    assert status == "awake" and cleared is None
 
 
 def test_bad_strategy_requests_are_4xx(client, network):
