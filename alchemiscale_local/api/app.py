@@ -99,6 +99,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(routes_base.router)
     app.include_router(routes_networks.router, tags=["networks"])
+    app.include_router(compat_compute.shared_router)  # before routes_tasks: compute tokens too
     app.include_router(routes_tasks.router, tags=["tasks"])
     app.include_router(routes_results.router, tags=["results"])
     app.include_router(routes_compute.router)

@@ -36,7 +36,7 @@ from alchemiscale_local.models import ComputeServiceRegistration, ResultRef
 from alchemiscale_local.runtimes.pdr import summarize
 from alchemiscale_local.settings import Settings
 
-from .auth import TokenData, compute_token, parse_scope_param
+from .auth import TokenData, any_token, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
 from .owners import require_owner
 from .result_check import MAX_DECOMPRESSED, ResultRejected, check_result
@@ -45,7 +45,18 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(compute_token)], tags=["alchemiscale compute"])
 
+# Paths both of alchemiscale's clients use: included before the user routes, so compute
+# identities reach them too (the answer is the same for both).
+shared_router = APIRouter(tags=["alchemiscale compute"])
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@shared_router.get("/tasks/{task}/transformation", summary="The task's transformation ScopedKey")
+def task_transformation_any_kind(
+    task: str, token: TokenData = Depends(any_token), store: Neo4jStore = Depends(get_store)
+) -> str:
+    return store.get_task_transformation(str(token.require_key(task)))[0]
 
 
 def _scope_text(scope: Any) -> str:

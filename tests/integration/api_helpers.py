@@ -21,7 +21,19 @@ API_NETWORK_FIXTURES = [
 
 
 OPEN_ROUTES = {"/ping", "/token", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-ANY_KIND_ROUTES = {"/check", "/info", "/identities/{identifier}/scopes"}
+ANY_KIND_ROUTES = {
+    "/check",
+    "/info",
+    "/identities/{identifier}/scopes",
+    "/tasks/{task}/transformation",  # alchemiscale's user and compute clients both call it
+}
+
+
+def alchemiscale_compute_routes() -> set[tuple[str, str]]:
+    """(method, path) of alchemiscale's compute API, served at the root (compute tokens only)."""
+    from alchemiscale_local.api.compat_compute import router
+
+    return {(m, r.path) for r in router.routes for m in r.methods}
 
 
 def api_routes() -> list[tuple[str, str]]:

@@ -7,15 +7,20 @@ import time
 
 import httpx
 import pytest
-from api_helpers import ANY_KIND_ROUTES, api_routes, submit_toy
+from api_helpers import ANY_KIND_ROUTES, alchemiscale_compute_routes, api_routes, submit_toy
 
 from alchemiscale_local.client import AlchemiscaleLocalClient, AuthError, ComputeClient
 from tests.pdr_pool import pdr_chain
 from tests.plugins.api_server import CLIENT_OPTIONS
 
 ROUTES = api_routes()
-USER_ROUTES = [r for r in ROUTES if not r[1].startswith("/compute") and r[1] not in ANY_KIND_ROUTES]
-COMPUTE_ROUTES = [r for r in ROUTES if r[1].startswith("/compute")]
+ALCH_COMPUTE = alchemiscale_compute_routes()
+USER_ROUTES = [
+    r
+    for r in ROUTES
+    if not r[1].startswith("/compute") and r[1] not in ANY_KIND_ROUTES and r not in ALCH_COMPUTE
+]
+COMPUTE_ROUTES = [r for r in ROUTES if r[1].startswith("/compute") or r in ALCH_COMPUTE]
 KEY_PARAM = re.compile(r"\{(network|transformation|chemicalsystem|task|scoped_key)\}")
 KEYED_USER_ROUTES = [r for r in USER_ROUTES if KEY_PARAM.search(r[1])]
 KEYED_COMPUTE_ROUTES = [r for r in COMPUTE_ROUTES if KEY_PARAM.search(r[1])]
@@ -37,6 +42,7 @@ def keys(api_server):
         "task": str(task),
         "scoped_key": str(net),
         "identifier": "test-user",
+        "compute_service_id": "authsvc-0123456789abcdef",
         "scope": "org2-auth-proj",
         "pdr_key": pdr_chain()[-1][0],  # a real gufe-made key, of no stored result
     }

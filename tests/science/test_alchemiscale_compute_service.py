@@ -59,10 +59,13 @@ def test_official_compute_client_calls(api_server, user_client, toy_network, tmp
     assert client.register(sid) == sid
     assert client.heartbeat(sid) == sid
     assert AScope.from_str("*-*-*") in client.list_scopes()
+    assert isinstance(client.get_info(), dict)
+    client._api_check()  # raises unless /check answers 2xx
     claimed = client.claim_tasks([AScope.from_str(scope)], sid, count=1)
     assert len(claimed) == 1 and isinstance(claimed[0], AScopedKey) and str(claimed[0]) in map(str, tasks)
     task = claimed[0]
     transformation, extends = client.retrieve_task_transformation(task)
+    assert str(client.get_task_transformation(task)) == str(transformation.key) + "-" + scope
     assert isinstance(transformation, gufe.Transformation) and extends is None
     assert transformation.key in {tf.gufe_key for tf in tfs}
     dag = transformation.create(name=str(task))
