@@ -47,6 +47,27 @@ class NetworksMixin(BaseClient):
         return from_keyed_chain(json.loads(text), self._as_gufe)
 
     # -- existence ------------------------------------------------------------------------
+    def get_scoped_key(self, obj: Any, scope: Scope | str) -> ScopedKey:
+        """The ScopedKey of a gufe object (or keyed dict with a key) in a specific scope; no server call.
+
+        Deprecated in alchemiscale (kept for its scripts): prefer the keys the server returns,
+        e.g. :meth:`get_network_transformations`.
+        """
+        import warnings
+
+        warnings.warn(
+            "`get_scoped_key` is deprecated; use the ScopedKeys the server returns",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        sc = scope if isinstance(scope, Scope) else Scope.from_str(scope)
+        if not sc.specific():
+            raise ValueError("Scope for a ScopedKey must be specific; it cannot contain wildcards.")
+        key = getattr(obj, "key", None) or (obj.get(":gufe-key:") if isinstance(obj, dict) else None)
+        if key is None:
+            raise ValueError("obj has no gufe key")
+        return ScopedKey(gufe_key=str(key), org=sc.org, campaign=sc.campaign, project=sc.project)
+
     def check_exists(self, scoped_key: SK) -> bool:
         """Whether the object or task exists in the state store."""
         return bool(self._get(f"/exists/{seg(scoped_key)}"))
@@ -119,14 +140,14 @@ class NetworksMixin(BaseClient):
         """Set the TaskHub weight in [0, 1]; 0 stops claims from the network without cancelling."""
         return to_sk(self._post(f"/networks/{seg(network)}/weight", weight))
 
-    def get_networks_weight(self, networks: list[SK], *, batch_size: int = 1000) -> list[float | None]:
+    def get_networks_weight(self, networks: list[SK], batch_size: int = 1000) -> list[float | None]:
         out: list[float | None] = []
         for chunk in batched([sk_str(n) for n in networks], batch_size):
             out.extend(self._post("/bulk/networks/weight/get", {"networks": list(chunk)}))
         return out
 
     def set_networks_weight(
-        self, networks: list[SK], weights: list[float], *, batch_size: int = 1000
+        self, networks: list[SK], weights: list[float], batch_size: int = 1000
     ) -> list[ScopedKey | None]:
         """Set each network's hub weight; the networks' keys in input order."""
         if len(networks) != len(weights):

@@ -143,7 +143,7 @@ class TasksMixin(BaseClient):
 
     # -- status and priority ----------------------------------------------------------------
     def set_tasks_status(
-        self, tasks: list[SK], status: str, *, batch_size: int = 1000
+        self, tasks: list[SK], status: str, batch_size: int = 1000
     ) -> list[ScopedKey | None]:
         """Set tasks to waiting, invalid or deleted; None for each task that cannot take the status."""
         out: list[ScopedKey | None] = []
@@ -152,7 +152,7 @@ class TasksMixin(BaseClient):
             out.extend(to_sk(k) for k in got)
         return out
 
-    def get_tasks_status(self, tasks: list[SK], *, batch_size: int = 1000) -> list[str | None]:
+    def get_tasks_status(self, tasks: list[SK], batch_size: int = 1000) -> list[str | None]:
         """Each task's status; None for missing or inaccessible tasks."""
         out: list[str | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
@@ -160,7 +160,7 @@ class TasksMixin(BaseClient):
         return out
 
     def set_tasks_priority(
-        self, tasks: list[SK], priority: int, *, batch_size: int = 1000
+        self, tasks: list[SK], priority: int, batch_size: int = 1000
     ) -> list[ScopedKey | None]:
         """Set the priority (1 .. 2**63-1; lower runs first); None for missing tasks."""
         out: list[ScopedKey | None] = []
@@ -169,7 +169,7 @@ class TasksMixin(BaseClient):
             out.extend(to_sk(k) for k in got)
         return out
 
-    def get_tasks_priority(self, tasks: list[SK], *, batch_size: int = 1000) -> list[int | None]:
+    def get_tasks_priority(self, tasks: list[SK], batch_size: int = 1000) -> list[int | None]:
         out: list[int | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
             out.extend(self._post("/bulk/tasks/priority/get", {"tasks": list(chunk)}))
