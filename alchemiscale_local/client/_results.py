@@ -96,11 +96,12 @@ class ResultsMixin(BaseClient):
         cache = getattr(self, "_cache", None)
         if cache is None or not ref.get("sha256"):
             return None, "", None
-        key = self._cache_key(f"result/{ref['location']}/{ref['sha256']}")  # type: ignore[attr-defined]
+        where = ref.get("location") or ref.get("pdr_key")
+        key = self._cache_key(f"result/{where}/{ref['sha256']}")  # type: ignore[attr-defined]
         data = cache.get(key)
         if data is not None:
             try:
-                verify_sha256(data, ref["sha256"], what=f"cached result {ref['location']}")
+                verify_sha256(data, ref["sha256"], what=f"cached result {where}")
             except ResultIntegrityError:
                 cache.delete(key)
                 data = None
