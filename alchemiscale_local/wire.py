@@ -37,6 +37,8 @@ def _key_or_none(value: Any) -> ScopedKey | None:
     """Bulk getters answer None for a key they cannot read, rather than refusing the batch."""
     if value is None:
         return None
+    if not isinstance(value, (str, dict, ScopedKey)):
+        raise ValueError("a scoped key must be a string or a {gufe_key, org, campaign, project} object")
     try:
         return ScopedKey.coerce(value)
     except (InvalidIdentifier, ValueError, KeyError, TypeError):
