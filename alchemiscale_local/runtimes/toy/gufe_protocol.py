@@ -111,7 +111,7 @@ class ToyProtocol(Protocol):
     def _default_settings(cls) -> ToySettings:
         return ToySettings()
 
-    def create(  # type: ignore[override]
+    def create(
         self,
         *,
         stateA: ChemicalSystem,
