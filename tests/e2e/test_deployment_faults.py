@@ -171,7 +171,13 @@ def test_sigkill_api_services_carry_on(dep, client):
         raise
     assert status(client, net) == {"complete": 6}
     for tf in tfs:
-        assert len(client.get_transformation_results(tf, return_as="refs", visualize=False)) == 1
+        refs = client.get_transformation_results(tf, return_as="refs", visualize=False)
+        # Nothing lost: every transformation has its result. A service that missed heartbeats
+        # while the API was down may have been expired and its task rerun elsewhere; its own
+        # finished result is then kept as a late result (alchemiscale #513), so two are allowed,
+        # one per attempt of the one task.
+        assert 1 <= len(refs) <= 2, refs
+        assert len({r["task"] for r in refs}) == 1, refs
 
 
 def test_sigkill_neo4j_gives_503_then_recovers(dep, client):
