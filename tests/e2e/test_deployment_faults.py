@@ -116,11 +116,6 @@ def test_sigkill_service_mid_task_reruns_once(dep, client):
     wait_for(lambda: len(services(dep)) == 2, 60, "the pool to be back to two services")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a SIGTERMed service running a task neither abandons it nor deregisters; its "
-    "heartbeats stop and the reaper expires it after the TTL (found 2026-11-30; remove this mark with the fix)",
-)
 def test_sigterm_abandons_task_and_deregisters(dep, client):
     net, tfs, tasks = submit(client, 1, "e2e-term-service", duration_s=8.0)
     task = str(tasks[0])
@@ -140,7 +135,11 @@ def test_sigterm_abandons_task_and_deregisters(dep, client):
         text = "".join(p.read_text(errors="replace") for p in logs.glob("compute-*.log*"))
         return f"deregistered {ident}" in text
 
-    wait_for(said_deregistered, 60, "the service to log its deregistration")
+    try:
+        wait_for(said_deregistered, 60, "the service to log its deregistration")
+    except AssertionError:
+        _dump_logs(dep, client, tasks)
+        raise
     assert f"expired silent compute service {ident}" not in (logs / "api.log").read_text(errors="replace")
     client.wait(net, timeout=120, visualize=False)
     assert status(client, net) == {"complete": 1}
