@@ -72,8 +72,8 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
         self,
         compute_service_id: str,
         count: int = 1,
-        scopes: list[Scope | str] | None = None,
-        protocols: list[str] | None = None,
+        scopes: Sequence[Scope | str] | None = None,
+        protocols: Sequence[str] | None = None,
         scopes_exclude: Sequence[Scope | str] | None = None,
     ) -> list[ScopedKey | None] | None:
         """Claim up to ``count`` tasks (none in ``scopes_exclude``); a list padded with None, or
