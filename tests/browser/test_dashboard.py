@@ -75,6 +75,7 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
         f"/api/networks/{net}",
         f"/api/transformations/{tf}",
         f"/api/tasks/{task}",
+        f"/tasks/{task}/files/ProtocolDAGResult-{'0' * 32}/protocol.log",
     ]
     user_token = post(
         f"{deployment.api_url}/token",
@@ -157,6 +158,14 @@ def test_failure_traceback_and_task_page(deployment, toy, browser, artifacts):
     assert "ToyFailure" in page.inner_text("pre.tb")
     assert toy["bad"] in page.inner_text("pre.tb")
     assert "error" in page.inner_text("#task-status")
+    # a failed attempt keeps what the protocol wrote: its log and the toy's plot, shown inline
+    kept = page.inner_text("#kept-files")
+    assert "protocol.log" in kept and "toy_plot.png" in kept, kept
+    plot = page.locator("figure.plot img").first
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 0")
+    log_url = page.locator("#kept-files a", has_text="protocol.log").first.get_attribute("href")
+    assert log_url and page.request.get(ui(deployment, log_url.removeprefix("/ui"))).ok
     page.screenshot(path=str(artifacts / "task-failure.png"), full_page=True)
 
     page.click("text=" + toy["bad"])  # the task's transformation
