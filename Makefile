@@ -60,5 +60,14 @@ bench: jars
 bench-quick: jars
 	$(PY) -m bench.run_all --quick
 
+# Mutation check (not in CI): mutmut over the core modules with the fast tests that cover them,
+# each module under a time limit. MUTATE_MODULES="gufekeys compute_pool" (default; also keyedchain,
+# objectstore_local, claims, auth); MUTATE_BUDGET_S=600 per module. Results: bench/results/mutate/.
+MUTATE_MODULES ?= gufekeys compute_pool
+MUTATE_BUDGET_S ?= 600
+mutate: jars
+	$(PY) -m pip install -q -e '.[mutate]'
+	$(PY) scripts/mutate.py --budget-s $(MUTATE_BUDGET_S) $(MUTATE_MODULES)
+
 clean:
 	rm -rf $(VENV) .venv-science build dist *.egg-info

@@ -33,6 +33,7 @@ from alchemiscale_local.launchers.ownership import (
     DeploymentError,
     DeploymentRunning,
     OwnerLock,
+    lock_holder,
     marked_processes,
     marker,
     port_file,
@@ -231,14 +232,11 @@ class LocalDeployment:
     def _heal_neo4j(self) -> None:
         if self.neo4j.kind not in SUPERVISED_NEO4J or self.neo4j.is_running():
             return
-        if not self._neo4j_lock.acquire(blocking=False):
-            return  # someone restarts it right now
-        self._neo4j_lock.release()
         log.warning("Neo4j died; restarting it on port %s with the same store", self.settings.neo4j.port)
         try:
-            self.restart_neo4j()
-            self.neo4j_restarts += 1
-            log.warning("Neo4j is back")
+            if self.restart_neo4j(only_if_dead=True):
+                self.neo4j_restarts += 1
+                log.warning("Neo4j is back")
         except Exception as exc:  # e.g. the port is still held: try again next round
             log.error("could not restart Neo4j: %s", exc)
 
@@ -255,12 +253,18 @@ class LocalDeployment:
         except Exception as exc:  # e.g. the port is taken: try again next round
             log.error("could not restart the API: %s", exc)
 
-    def restart_neo4j(self) -> None:
-        """Start Neo4j again on the same port (after a crash); the API reconnects by itself."""
+    def restart_neo4j(self, *, only_if_dead: bool = False) -> bool:
+        """Start Neo4j again on the same port (after a crash); the API reconnects by itself.
+
+        Returns whether it was (re)started; ``only_if_dead``: leave a running Neo4j alone.
+        """
         with self._neo4j_lock:  # the supervisor and a caller must not start two JVMs on one store
+            if only_if_dead and self.neo4j.is_running():
+                return False
             self.neo4j.stop()
             self.neo4j.start()
         self._write_state()
+        return True
 
     # -- use ---------------------------------------------------------------------------
     def client(self, **kwargs: Any):
@@ -332,6 +336,16 @@ def down(settings: Settings, timeout: float = 30.0, *, owner_lock: OwnerLock | N
     """
     state = read_state(settings)
     stopped: dict[str, Any] = {"state_file": state is not None}
+    # An owner still starting has no state file yet, but holds the lock: stop it first, or its
+    # supervisor would bring back what is stopped below.
+    holder = None if owner_lock is not None else lock_holder(settings)
+    if holder and holder.get("pid") and holder.get("create_time") is not None:
+        stopped["owner"] = True
+        stop(
+            [ProcessRecord("owner", int(holder["pid"]), float(holder["create_time"]))],
+            timeout,
+            children=False,
+        )
     if state:
         owner = ProcessRecord("owner", int(state["owner_pid"]), float(state["owner_create_time"]))
         # Ask the owner to stop everything in order; whatever it leaves is stopped below.

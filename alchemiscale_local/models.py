@@ -114,6 +114,9 @@ class Scope(BaseModel):
                 f"scope {text!r} must have exactly three parts 'org-campaign-project' (use '*' for any)"
             )
         values = [None if p == "*" else p for p in parts]
+        for name, part in zip(("org", "campaign", "project"), values, strict=True):
+            if part is not None:
+                check_scope_part(name, part)  # here, so the error is not wrapped by pydantic
         return cls(org=values[0], campaign=values[1], project=values[2])
 
     def __str__(self) -> str:

@@ -88,6 +88,8 @@ def protocol_settings(tiny: bool, platform: str) -> Any:
         sim.production_length = 20 * unit.picosecond
         sim.time_per_iteration = 1 * unit.picosecond  # 20 production samples per state for MBAR
         s.output_settings.checkpoint_interval = 10 * unit.picosecond
+        # frames for openfe's structural analysis (the default 100 ps writes none in 20 ps)
+        s.output_settings.positions_write_frequency = 10 * unit.picosecond
     else:
         sim.equilibration_length = 50 * unit.picosecond
         sim.production_length = 250 * unit.picosecond
@@ -174,21 +176,27 @@ def protocol_result(client: Any, transformation: Any) -> Any:
 
 
 def task_timings(client: Any, run: Run) -> list[dict[str, Any]]:
-    """Per task: execute time (first unit start to last unit end, from the DAG result) and
-    action -> complete (from the action call to the result's record in the state store)."""
+    """Per task, in seconds: ``execute_s`` (first unit start to last unit end, from the DAG
+    result) against ``action_to_complete_s`` (the action call to the result's record in the
+    state store); ``queued_s`` (action to first unit start: waiting for a free service,
+    claim, child process start, imports) and ``push_s`` (last unit end to the record:
+    serialize, upload, record) split the difference. Same host, same clock."""
     rows = []
     for name, tf in run.transformations.items():
         refs = {r["pdr_key"]: r for r in client.get_transformation_results(tf, return_as="refs")}
         for pdr in client.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False):
             units = pdr.protocol_unit_results
             ref = refs[str(pdr.key)]
-            execute_s = (max(u.end_time for u in units) - min(u.start_time for u in units)).total_seconds()
+            start = min(u.start_time for u in units).timestamp()  # naive local datetimes
+            end = max(u.end_time for u in units).timestamp()
             rows.append(
                 {
                     "edge": name,
                     "task": str(ref["task"]),
-                    "execute_s": round(execute_s, 1),
+                    "execute_s": round(end - start, 1),
                     "action_to_complete_s": round(ref["created_at"] - run.actioned_at, 1),
+                    "queued_s": round(start - run.actioned_at, 1),
+                    "push_s": round(ref["created_at"] - end, 1),
                     "units": {
                         u.name.split(":")[0]: round((u.end_time - u.start_time).total_seconds(), 1)
                         for u in units
@@ -234,7 +242,7 @@ def plot_edge(result: Any, name: str, path: Path) -> Path:
         im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
         for (r, c), v in np.ndenumerate(matrix):
             ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="k" if v < 0.6 else "w")
-        ax.set_title(f"{name} repeat {i}: MBAR overlap (scalar {float(overlap['scalar']):.3f})")
+        ax.set_title(f"repeat {i}: MBAR overlap (scalar {float(overlap['scalar']):.3f})", fontsize=10)
         ax.set_xlabel("lambda state")
         ax.set_ylabel("lambda state")
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -248,9 +256,10 @@ def plot_edge(result: Any, name: str, path: Path) -> Path:
                 ddg = fr[f"{key}_dDGs"].to("kilocalorie_per_mole").m
                 ax.errorbar(frac, dg, yerr=ddg, marker="o", capsize=3, label=label)
             ax.legend()
-        ax.set_title(f"{name} repeat {i}: convergence")
+        ax.set_title(f"repeat {i}: forward/reverse convergence", fontsize=10)
         ax.set_xlabel("fraction of production samples")
         ax.set_ylabel("dG (kcal/mol)")
+    fig.suptitle(name)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -264,9 +273,9 @@ def report(results: dict[str, Any], timings: list[dict[str, Any]], outdir: Path)
 
     outdir.mkdir(parents=True, exist_ok=True)
     table = Table(title="openfe RBFE, solvent legs (RelativeHybridTopologyProtocol)")
-    for col, just in (("edge", "left"), ("dG (kcal/mol)", "right"), ("sigma", "right"), ("repeats", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    table.add_column("MBAR error per repeat", justify="right")
+    table.add_column("edge", no_wrap=True)
+    for col in ("dG (kcal/mol)", "sigma", "repeats", "MBAR error"):
+        table.add_column(col, justify="right")
     summary: dict[str, Any] = {"edges": {}, "tasks": timings}
     for name, result in results.items():
         if result is None:
@@ -285,7 +294,10 @@ def report(results: dict[str, Any], timings: list[dict[str, Any]], outdir: Path)
         )
     console = Console()
     console.print(table)
-    console.print("sigma: standard deviation over the repeats (0 with one repeat; see its MBAR error)")
+    console.print(
+        "sigma: std over the repeats (0 with one repeat: see its MBAR error).\n"
+        "A solvent leg alone is not a relative binding or hydration free energy."
+    )
     (outdir / "results.json").write_text(json.dumps(summary, indent=2))
     console.print(f"plots and results.json in {outdir}")
     return summary
@@ -371,7 +383,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary = report(results, timings, args.outdir)
         for t in timings:
             console.print(
-                f"  {t['edge']}: execute {t['execute_s']:.0f} s, action -> complete {t['action_to_complete_s']:.0f} s"
+                f"  {t['edge']}: execute {t['execute_s']:.0f} s, action -> complete "
+                f"{t['action_to_complete_s']:.0f} s (queued {t['queued_s']:.0f} s, push {t['push_s']:.0f} s)"
             )
         summary["wall_s"] = round(time.perf_counter() - started, 1)
         console.print(f"wall time {summary['wall_s']:.0f} s")

@@ -110,6 +110,15 @@ class OwnerLock:
             self._fh = None
 
 
+def lock_holder(settings: Settings) -> dict[str, Any] | None:
+    """``{pid, create_time}`` of the live owner holding the lock (also while it starts), else None."""
+    try:
+        OwnerLock(settings).acquire().release()
+    except DeploymentRunning:
+        return _read_json(lock_file(settings)) or None
+    return None
+
+
 def ensure_not_running(settings: Settings) -> None:
     """Raise :class:`DeploymentRunning` if a live owner holds the deployment (fast, touches nothing)."""
     OwnerLock(settings).acquire().release()

@@ -7,6 +7,7 @@ tokens and compute routes only compute tokens (403 otherwise).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -14,13 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
+import anyio.to_thread
 import jwt
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from alchemiscale_local.backends.statestore import NotFound
 from alchemiscale_local.models import IdentityKind, InvalidIdentifier, Scope, ScopedKey
+
+from .ratelimit import FailureLimiter
 
 ALGORITHM = "HS256"
 
@@ -32,6 +36,7 @@ class TokenData:
     identifier: str
     kind: str
     scopes: tuple[Scope, ...]
+    version: str = ""
 
     def allows(self, scope: Scope) -> bool:
         return any(mine.is_superset(scope) for mine in self.scopes)
@@ -68,9 +73,16 @@ class TokenIssuer:
         self._secret = secret
         self.ttl_s = ttl_s
 
-    def issue(self, identifier: str, kind: str, scopes: list[str]) -> str:
+    def issue(self, identifier: str, kind: str, scopes: list[str], version: str = "") -> str:
         now = int(time.time())
-        claims = {"sub": identifier, "kind": kind, "scopes": scopes, "iat": now, "exp": now + self.ttl_s}
+        claims = {
+            "sub": identifier,
+            "kind": kind,
+            "scopes": scopes,
+            "ver": version,
+            "iat": now,
+            "exp": now + self.ttl_s,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> TokenData:
@@ -86,26 +98,49 @@ class TokenIssuer:
             scopes = tuple(Scope.from_str(s) for s in claims.get("scopes", []))
         except (InvalidIdentifier, ValueError):
             raise HTTPException(401, "invalid token") from None
-        return TokenData(identifier=claims["sub"], kind=claims.get("kind", ""), scopes=scopes)
+        version = claims.get("ver")
+        return TokenData(
+            identifier=claims["sub"],
+            kind=claims.get("kind", ""),
+            scopes=scopes,
+            version=version if isinstance(version, str) else "",
+        )
+
+
+def identity_version(identity: dict[str, Any]) -> str:
+    """A digest of what a token stands for: kind, scopes, key and creation.
+
+    It changes when the scopes change, the key is rotated, or the identity is removed and
+    created again (even under the same name and kind), so older tokens stop matching.
+    """
+    parts = [
+        identity.get("kind"),
+        sorted(identity.get("scopes") or []),
+        identity.get("hashed_key"),
+        identity.get("created"),
+    ]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 
 class IdentityGate:
-    """Refuses tokens of identities removed, disabled or expired after the token was issued.
+    """Refuses tokens whose identity was removed, disabled, expired or changed since issue.
 
-    Each identity is looked up at most once per ``recheck_s``, so a revoked identity stops
-    working within seconds while a busy client costs about one Neo4j read per interval.
+    Each identity is looked up at most once per ``recheck_s`` (a token that does not match
+    the cached version forces a lookup), so a change takes effect within seconds while a busy
+    client costs about one Neo4j read per interval.
     """
 
     def __init__(self, recheck_s: float = 5.0) -> None:
         self.recheck_s = recheck_s
-        self._checked: dict[str, float] = {}
+        self._checked: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def check(self, store: Any, identifier: str) -> None:
+    def check(self, store: Any, identifier: str, version: str = "") -> None:
         now = time.monotonic()
         with self._lock:
-            if now - self._checked.get(identifier, float("-inf")) < self.recheck_s:
-                return
+            at, known = self._checked.get(identifier, (float("-inf"), ""))
+        if now - at < self.recheck_s and known == version:
+            return
         try:
             ident = store.get_identity(identifier)
         except NotFound:
@@ -123,8 +158,16 @@ class IdentityGate:
                 f"identity {identifier} was removed, disabled or has expired",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        current = identity_version(ident)
         with self._lock:
-            self._checked[identifier] = now
+            self._checked[identifier] = (now, current)
+        if version != current:
+            raise HTTPException(
+                401,
+                f"the token of {identifier} is outdated: its scopes, key or identity changed; "
+                "request a new token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
 
 def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None) -> TokenData:
@@ -135,7 +178,7 @@ def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None
             headers={"WWW-Authenticate": "Bearer"},
         )
     data = request.app.state.tokens.verify(credentials.credentials)
-    request.app.state.identity_gate.check(request.app.state.store, data.identifier)
+    request.app.state.identity_gate.check(request.app.state.store, data.identifier, data.version)
     return data
 
 
@@ -177,7 +220,8 @@ async def _credentials(request: Request) -> tuple[str, str]:
             )
         else:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-            ident, key = (form.get("username") or [None])[0], (form.get("password") or [None])[0]
+            ident = form["username"][0] if form.get("username") else None
+            key = form["password"][0] if form.get("password") else None
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         raise HTTPException(
             400, "token request must be JSON {identifier, key} or a form with username/password"
@@ -187,18 +231,55 @@ async def _credentials(request: Request) -> tuple[str, str]:
     return ident, key
 
 
+# bcrypt checks at once: enough for real logins, few enough that a flood of them cannot take
+# every worker thread the other routes run on.
+BCRYPT_CONCURRENCY = 4
+
+
+def _bcrypt_limiter(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    limiter = getattr(state, "bcrypt_limiter", None)
+    if limiter is None:
+        limiter = state.bcrypt_limiter = anyio.CapacityLimiter(BCRYPT_CONCURRENCY)
+    return limiter
+
+
+def token_limiter(request: Request) -> FailureLimiter:
+    """The app's failed-/token counter (created on first use)."""
+    state = request.app.state
+    limiter = getattr(state, "token_limiter", None)
+    if limiter is None:
+        limiter = state.token_limiter = FailureLimiter()
+    return limiter
+
+
 @router.post("/token", summary="Exchange identifier + key for a bearer token")
 async def token(request: Request) -> dict:
     ident, key = await _credentials(request)
-    identity = await run_in_threadpool(request.app.state.store.authenticate, ident, key)
+    limiter = token_limiter(request)
+    address = request.client.host if request.client else "?"
+    wait = limiter.retry_after(ident, address)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"too many failed token requests for {ident} or from {address}; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    store = request.app.state.store
+    # bcrypt off the event loop, in a few threads of its own.
+    identity = await anyio.to_thread.run_sync(
+        store.authenticate, ident, key, limiter=_bcrypt_limiter(request)
+    )
     if identity is None:
+        limiter.failed(ident, address)
         raise HTTPException(
             401,
             "wrong identifier or key, or the identity is disabled or expired",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    limiter.succeeded(ident)
     issued = request.app.state.tokens.issue(
-        identity["identifier"], identity["kind"], list(identity["scopes"])
+        identity["identifier"], identity["kind"], list(identity["scopes"]), identity_version(identity)
     )
     return {
         "access_token": issued,

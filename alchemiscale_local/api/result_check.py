@@ -8,21 +8,21 @@ transformation (its ``transformation_key`` is that key, or unset), and agree wit
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import zstandard
 
 from alchemiscale_local.runtimes.pdr import summarize
 
 # Decompressed size beyond which an upload is refused (a zstd bomb stops here).
-MAX_DECOMPRESSED = 1 << 30
+MAX_DECOMPRESSED = 256 << 20
 
 
 class ResultRejected(ValueError):
     """The upload is not a valid result of the task; the message says why."""
 
 
-def check_result(spool: BinaryIO, *, pdr_key: str, ok: bool, transformation_key: str) -> list[str]:
+def check_result(spool: IO[bytes], *, pdr_key: str, ok: bool, transformation_key: str) -> list[str]:
     """Validate the zstd bytes in ``spool``; return the tracebacks of its failures."""
     spool.seek(0)
     try:

@@ -108,8 +108,14 @@ def claim(
         scopes.extend(token.visible(parse_scope_param(text)))
     # Services claim only when idle, so tasks they still hold are re-delivered: a claim whose
     # response was lost (API killed mid-request) is not stranded under a live service.
+    exclude = [parse_scope_param(text) for text in body.scopes_exclude or []]
     claimed = store.claim_tasks(
-        body.compute_service_id, body.count, list(dict.fromkeys(scopes)), body.protocols, include_held=True
+        body.compute_service_id,
+        body.count,
+        list(dict.fromkeys(scopes)),
+        body.protocols,
+        include_held=True,
+        scopes_exclude=exclude,
     )
     return claimed + [None] * (body.count - len(claimed))
 

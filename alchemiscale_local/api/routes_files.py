@@ -59,7 +59,7 @@ class QuotaExceeded(Exception):
 
 
 class TaskFileQuota:
-    """Bytes used by all task files, counted once from a listing and then kept up to date.
+    """Bytes used by all task files (manifests aside), counted once from a listing, then kept up to date.
 
     One API process serves the deployment, so an in-memory count is exact; reservations make
     concurrent uploads share the remaining room instead of all passing the check.
@@ -77,7 +77,11 @@ class TaskFileQuota:
 
     def _used_locked(self) -> int:
         if self._used is None:
-            self._used = sum(info.size for info in self._objects.list_prefix(TASKFILES_ROOT))
+            self._used = sum(
+                info.size
+                for info in self._objects.list_prefix(TASKFILES_ROOT)
+                if not info.location.endswith(f"/{MANIFEST}")
+            )
         return self._used
 
     def reserve(self, size: int, quota: int, what: str) -> None:
@@ -94,9 +98,6 @@ class TaskFileQuota:
         with self._lock:
             self._reserved -= reserved
             self._used = self._used_locked() + stored
-
-    def add(self, stored: int) -> None:
-        self.settle(0, stored)
 
 
 _quota_lock = threading.Lock()
@@ -123,7 +124,7 @@ def _checked(pdr_key: str, path: str | None = None) -> tuple[str, str | None]:
     return pdr_key, path
 
 
-def _manifests(objects: ObjectStore, sk: ScopedKey) -> list[dict[str, Any]]:
+def task_manifests(objects: ObjectStore, sk: ScopedKey) -> list[dict[str, Any]]:
     """The committed attempts of a task, oldest first."""
     found = []
     for tf in objects.list_task_files(sk.scope, sk.gufe_key):
@@ -267,7 +268,6 @@ def put_manifest(
     task: str,
     pdr_key: str,
     body: ManifestBody,
-    request: Request,
     compute_service_id: str,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
@@ -289,9 +289,9 @@ def put_manifest(
         **body.model_dump(),
     }
     data = json.dumps(manifest, sort_keys=True).encode()
+    # Manifests are not counted against the quota (a few KB each, one per attempt): the one of
+    # an attempt refused by the quota is what tells the user why its files are missing.
     stored = objects.put_task_file(sk.scope, sk.gufe_key, f"{pdr_key}/{MANIFEST}", data)
-    if stored.created:
-        quota_of(request).add(stored.size)  # tiny, and never refused: it says what was skipped
     return {"location": stored.location, "files": len(body.files), "skipped": len(body.skipped)}
 
 
@@ -300,7 +300,7 @@ def put_manifest(
 def list_task_files(
     task: str, token: TokenData = Depends(user_token), objects: ObjectStore = Depends(get_objects)
 ) -> list[dict[str, Any]]:
-    return _manifests(objects, token.require_key(task))
+    return task_manifests(objects, token.require_key(task))
 
 
 @user_router.get(
@@ -313,13 +313,29 @@ def get_task_file(
     token: TokenData = Depends(user_token),
     objects: ObjectStore = Depends(get_objects),
 ) -> StreamingResponse:
-    sk = token.require_key(task)
+    return stream_kept_file(objects, token.require_key(task), pdr_key, path, "application/octet-stream")
+
+
+def stream_kept_file(
+    objects: ObjectStore,
+    sk: ScopedKey,
+    pdr_key: str,
+    path: str,
+    media: str,
+    headers: dict[str, str] | None = None,
+) -> StreamingResponse:
+    """One kept file of a task's attempt, streamed (404 when that attempt did not keep it).
+
+    The caller has checked that ``sk`` is in the caller's scopes (the API's token or the
+    dashboard's session)."""
     _checked(pdr_key, path)
-    manifest = next((m for m in _manifests(objects, sk) if m.get("pdr_key") == pdr_key), None)
+    manifest = next((m for m in task_manifests(objects, sk) if m.get("pdr_key") == pdr_key), None)
     entry = _file_entry(manifest, path) if manifest else None
     if entry is None:
         raise HTTPException(404, f"no kept file {path} of {pdr_key} of task {sk}")
-    return _stream(objects, sk, pdr_key, entry, "application/octet-stream")
+    response = _stream(objects, sk, pdr_key, entry, media)
+    response.headers.update(headers or {})
+    return response
 
 
 @user_router.get("/tasks/{task}/log", summary="The protocol log of a task's latest attempt (or of pdr_key)")
@@ -332,7 +348,7 @@ def get_task_log(
     sk = token.require_key(task)
     if pdr_key is not None:
         _checked(pdr_key)
-    for manifest in reversed(_manifests(objects, sk)):
+    for manifest in reversed(task_manifests(objects, sk)):
         if pdr_key is not None and manifest.get("pdr_key") != pdr_key:
             continue
         entry = _file_entry(manifest, LOG_PATH)

@@ -44,6 +44,7 @@ class ClaimBody(Body):
     count: int = Field(1, ge=1, le=1000)
     scopes: Annotated[list[str], Field(max_length=1000)] = Field(default_factory=lambda: ["*-*-*"])
     protocols: Annotated[list[str], Field(max_length=1000)] | None = None
+    scopes_exclude: Annotated[list[str], Field(max_length=1000)] | None = None
 
 
 __all__ = [

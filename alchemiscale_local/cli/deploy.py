@@ -18,6 +18,7 @@ from rich.table import Table
 from alchemiscale_local.settings import Settings
 
 from ._common import console, fail, handle_errors, settings_from
+from .task_log import show_task_log
 
 
 def _compute_overrides(
@@ -92,25 +93,32 @@ def register(app: typer.Typer) -> None:
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment
+        from alchemiscale_local.launchers.ownership import MARKER_ENV, marker
+
+        # The owner is one of the deployment's processes too: `down` finds it even if its
+        # runtime dir (lock, state file) was deleted under it.
+        os.environ[MARKER_ENV] = marker(settings)
 
         if detach:
             _detach(settings)
             return
         dep = LocalDeployment(settings)
-        stopping = {"flag": False}
+        stopping = {"flag": False, "starting": True}
 
         def _term(*_: object) -> None:
             stopping["flag"] = True
+            if stopping["starting"]:  # `down` while starting: start() tears down what it started
+                raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _term)
         with console.status("starting...") as status:
             dep.start(progress=lambda msg: status.update(msg))  # tears down what it started on failure
+        stopping["starting"] = False
         try:
             console.print(_summary(settings, dep))
-            console.print(
-                f"[bold]Dashboard[/] {dashboard_login_url(dep.api_url, settings, dep.credentials['user']['identifier'])}  (one-time link, 15 min)",
-                soft_wrap=True,
-            )
+            assert dep.api_url and dep.credentials  # both set by a successful start()
+            link = dashboard_login_url(dep.api_url, settings, dep.credentials["user"]["identifier"])
+            console.print(f"[bold]Dashboard[/] {link}  (one-time link, 15 min)", soft_wrap=True)
             if live and console.is_terminal:
                 with Live(_status_table(dep.store), console=console, refresh_per_second=1) as view:
                     while not stopping["flag"]:
@@ -162,7 +170,9 @@ def register(app: typer.Typer) -> None:
         child = settings_from_file(Path(state["settings_file"]))
         neo = child.neo4j
         console.print(f"[bold]Neo4j[/] {neo.uri}")
-        store = Neo4jStore.connect(neo.uri, neo.user, neo.password.get_secret_value(), neo.database)
+        store = Neo4jStore.connect(
+            neo.uri, neo.user, neo.password.get_secret_value() if neo.password else "", neo.database
+        )
         try:
             store.check()
             console.print(_status_table(store))
@@ -180,9 +190,12 @@ def register(app: typer.Typer) -> None:
         ),
         lines: int = typer.Option(40, "--lines", "-n", min=1),
         follow: bool = typer.Option(False, "--follow", "-f"),
+        task: str | None = typer.Option(None, "--task", help="a task's protocol log (kept with its result)"),
     ) -> None:
-        """Show the logs of a component."""
+        """Show the logs of a component, or with --task the protocol log of a task."""
         settings = settings_from(ctx)
+        if task:
+            return show_task_log(settings, task, lines)
         logs = _log_files(settings)
         if component:
             matches = {k: v for k, v in logs.items() if k == component or k == f"compute-{component}"}

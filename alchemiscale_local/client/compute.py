@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,16 +72,20 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
         self,
         compute_service_id: str,
         count: int = 1,
-        scopes: list[Scope | str] | None = None,
-        protocols: list[str] | None = None,
+        scopes: Sequence[Scope | str] | None = None,
+        protocols: Sequence[str] | None = None,
+        scopes_exclude: Sequence[Scope | str] | None = None,
     ) -> list[ScopedKey | None] | None:
-        """Claim up to ``count`` tasks; a list padded with None, or None when the service is denied."""
+        """Claim up to ``count`` tasks (none in ``scopes_exclude``); a list padded with None, or
+        None when the service is denied."""
         body: dict[str, Any] = {
             "compute_service_id": compute_service_id,
             "count": count,
             "scopes": [str(s) for s in (scopes or ["*-*-*"])],
             "protocols": list(protocols) if protocols else None,
         }
+        if scopes_exclude:  # only when set, so older servers keep accepting the body
+            body["scopes_exclude"] = [str(s) for s in scopes_exclude]
         got = self._post("/compute/claim", body, idempotent=False)
         return None if got is None else [to_sk(k) for k in got]
 

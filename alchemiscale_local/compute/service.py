@@ -152,7 +152,11 @@ class ComputeService:
     def _claim(self) -> list[str] | None:
         try:
             claimed = self.client.claim_tasks(
-                self.identifier, self.settings.claim_limit, self.settings.scopes, self.settings.protocols
+                self.identifier,
+                self.settings.claim_limit,
+                self.settings.scopes,
+                self.settings.protocols,
+                scopes_exclude=self.settings.scopes_exclude,
             )
         except NotFoundError:
             self._reregister.set()  # expired while away; register again and carry on
@@ -166,8 +170,22 @@ class ComputeService:
         tasks = [str(t) for t in claimed if t]
         skipped = [t for t in tasks if t in self._dropped]
         if skipped:
-            log.warning("not running %s again: its result was refused for good", ", ".join(skipped))
-        return [t for t in tasks if t not in self._dropped]
+            # The API hands a service its held tasks back first, and has no route to let one go:
+            # a fresh registration releases the claim (the task's status decides what happens next).
+            log.warning(
+                "not running %s again (stopped or refused for good); registering anew", ", ".join(skipped)
+            )
+            self._register_anew()
+            return []
+        return tasks
+
+    def _register_anew(self) -> None:
+        try:
+            self.client.deregister(self.identifier)
+        except ClientError as exc:
+            log.warning("could not deregister %s: %s", self.identifier, exc)
+        self.identifier = f"{self.name}-{uuid.uuid4().hex}"
+        self._until_api(self.register)
 
     def _process(self, task: str) -> None:
         started = time.time()
@@ -265,6 +283,7 @@ class ComputeService:
                 "%s is no longer wanted (cancelled, network inactive or claim lost); stopping it", task
             )
             self._unwanted.add(task)
+            self._dropped.add(task)
             self.executor.abandon()
 
     def _until_api(self, step) -> None:

@@ -302,7 +302,7 @@ class ObjectStore:
             self._backend.check()
         except Exception as exc:
             reason = _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-            raise ObjectStoreUnavailable(f"object store {self.url} cannot store objects: {reason}") from exc
+            raise ObjectStoreUnavailable(f"object store {self.url} unavailable: {reason}") from exc
 
     def cleanup_incomplete(self, older_than_s: float = 24 * 3600) -> int:
         """Remove leftovers of killed writers (temp files, incomplete multipart uploads)."""

@@ -14,6 +14,7 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired
 from alchemiscale_local.models import SCOPE_PART_PATTERN, InvalidIdentifier, Scope, ScopedKey
 
 from .errors import InvalidInput, NotFound, Unavailable
+from .reachability import Reachability
 from .schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -93,54 +94,68 @@ _LOOKUP_LABELS = frozenset({"GufeTokenizable", "Task", "TaskHub"})
 class StoreBase:
     """Owns the driver; gives the feature mixins read/write helpers."""
 
-    def __init__(self, driver: Driver, database: str = "neo4j") -> None:
+    def __init__(
+        self, driver: Driver, database: str = "neo4j", reachability: Reachability | None = None
+    ) -> None:
         self.driver = driver
         self.database = database
+        # Set by connect(): queries fail fast (Unavailable) while Neo4j does not answer.
+        self.reachability = reachability
+
+    def _gate(self) -> None:
+        if self.reachability is not None:
+            self.reachability.require()
 
     @classmethod
     def connect(
         cls, uri: str, user: str, password: str, database: str = "neo4j", **driver_options: Any
     ) -> StoreBase:
-        options = {
+        options: dict[str, Any] = {
             "max_connection_pool_size": 64,
             "connection_acquisition_timeout": 30.0,
-            "connection_timeout": 5.0,
+            "connection_timeout": 2.0,
             "max_transaction_retry_time": 15.0,
             "notifications_min_severity": NotificationMinimumSeverity.OFF,
         }
         options.update(driver_options)
         driver = GraphDatabase.driver(uri, auth=(user, password), **options)
-        return cls(driver, database)
+        return cls(driver, database, Reachability(uri))
 
     def close(self) -> None:
         self.driver.close()
 
     def initialize(self) -> None:
         """Create the schema (idempotent)."""
+        self._gate()
         ensure_schema(self.driver, self.database)
 
     def check(self) -> None:
         """Raise Unavailable unless Neo4j answers a query."""
         try:
+            self._gate()
             self.driver.execute_query("RETURN 1", database_=self.database)
         except (ServiceUnavailable, SessionExpired, OSError) as exc:
             raise Unavailable(f"Neo4j is not reachable: {exc}") from None
 
     # -- helpers --------------------------------------------------------------
     def _read(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        self._gate()
         records, _, _ = self.driver.execute_query(query, params, database_=self.database, routing_="r")
         return [r.data() for r in records]
 
     def _write(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        self._gate()
         records, _, _ = self.driver.execute_query(query, params, database_=self.database)
         return [r.data() for r in records]
 
     def _write_tx(self, work: Callable[[ManagedTransaction], T]) -> T:
         """Run ``work`` in one managed write transaction (retried on transient errors)."""
+        self._gate()
         with self.driver.session(database=self.database) as session:
             return session.execute_write(work)
 
     def _read_tx(self, work: Callable[[ManagedTransaction], T]) -> T:
+        self._gate()
         with self.driver.session(database=self.database) as session:
             return session.execute_read(work)
 

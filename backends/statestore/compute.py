@@ -42,6 +42,9 @@ _CANDIDATES = """
 MATCH (th:TaskHub) WHERE th.weight > 0 AND any(s IN $scopes WHERE
   (s.org IS NULL OR th._org = s.org) AND (s.campaign IS NULL OR th._campaign = s.campaign)
   AND (s.project IS NULL OR th._project = s.project))
+  AND NOT any(x IN $exclude WHERE
+  (x.org IS NULL OR th._org = x.org) AND (x.campaign IS NULL OR th._campaign = x.campaign)
+  AND (x.project IS NULL OR th._project = x.project))
 CALL (th) {
   MATCH (th)-[a:ACTIONS]->(t:Task)
   WHERE t.status = 'waiting' AND a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
@@ -196,6 +199,7 @@ class ComputeMixin(StoreBase):
         protocols: Sequence[str] | None = None,
         *,
         include_held: bool = False,
+        scopes_exclude: Sequence[str | Scope] | None = None,
     ) -> list[str]:
         """Claim up to ``count`` waiting tasks in ``scopes`` for a registered service.
 
@@ -209,15 +213,19 @@ class ComputeMixin(StoreBase):
         if not parsed:
             return []
         scope_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in parsed]
+        excluded = [parse_scope(s) for s in scopes_exclude or ()]
+        exclude_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in excluded]
         protos = list(protocols) if protocols else None
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
-        claimed: list[str] = self._held(identifier, count) if include_held else []
+        claimed: list[str] = self._held(identifier, count, scope_rows) if include_held else []
         for _round in range(8):  # a new read only when concurrent claimers took every candidate
             if len(claimed) >= count:
                 break
             hubs = {
                 r["hub"]: (r["weight"], r["candidates"])
-                for r in self._read(_CANDIDATES, scopes=scope_rows, protocols=protos, limit=limit)
+                for r in self._read(
+                    _CANDIDATES, scopes=scope_rows, exclude=exclude_rows, protocols=protos, limit=limit
+                )
             }
             if not hubs:
                 break
@@ -243,7 +251,7 @@ class ComputeMixin(StoreBase):
             self._require_service(identifier)  # an expired service learns it must register again
         return claimed
 
-    def _held(self, identifier: str, count: int) -> list[str]:
+    def _held(self, identifier: str, count: int, scope_rows: list[dict[str, Any]]) -> list[str]:
         # For a service that claims only when it runs nothing, a task it still holds is one whose
         # claim response was lost (e.g. the API died mid-request): hand it over again rather
         # than leave it running forever under a live, heartbeating service.
@@ -251,9 +259,13 @@ class ComputeMixin(StoreBase):
             r["k"]
             for r in self._read(
                 "MATCH (:ComputeServiceRegistration {identifier: $id})-[:CLAIMS]->(t:Task {status: 'running'}) "
+                # only within the scopes asked for (the caller's), like any claim
+                "WHERE any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org) "
+                "AND (s.campaign IS NULL OR t._campaign = s.campaign) AND (s.project IS NULL OR t._project = s.project)) "
                 "RETURN t._scoped_key AS k ORDER BY k LIMIT $n",
                 id=identifier,
                 n=count,
+                scopes=scope_rows,
             )
         ]
 

@@ -17,10 +17,11 @@ from neo4j import ManagedTransaction
 from neo4j.exceptions import ClientError
 
 from alchemiscale_local import keyedchain
+from alchemiscale_local.gufekeys import check_key
 from alchemiscale_local.models import NetworkState, Scope, ScopedKey
 
 from .base import StoreBase, batched, parse_scope, parse_sk, scope_filter, scope_params
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 
 TRANSFORMATION_QUALNAMES = ("Transformation", "NonTransformation")
 DEFAULT_HUB_WEIGHT = 0.5
@@ -78,6 +79,45 @@ def _check_name_regex(name: str | None) -> None:
         re.compile(name)
     except re.error as exc:
         raise InvalidInput(f"name is not a valid regular expression: {exc}") from None
+
+
+def doc_sha(doc: Any) -> str:
+    """Digest of a keyed dict's content (member order does not matter)."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+_CHANGED_DOCS = """
+UNWIND $rows AS r
+MATCH (n:GufeTokenizable {_scoped_key: r.sk})
+WHERE n._doc_sha IS NULL OR n._doc_sha <> r.sha
+RETURN r.sk AS sk, n._doc AS doc, r.sha AS sha
+"""
+
+
+def _refuse_changed_documents(
+    tx: ManagedTransaction, nodes: list[dict[str, Any]], unverified: set[str]
+) -> None:
+    """Conflict when an existing object's stored document differs from the submitted one.
+
+    Against key squatting: without this, whoever first stored a key with content that does
+    not hash to it would decide what every later submission with that key points at. A
+    difference is allowed only when both documents verify against the key (gufe would
+    treat them as the same object).
+    """
+    rows = [{"sk": n["sk"], "sha": n["props"]["_doc_sha"], "key": n["key"]} for n in nodes]
+    for chunk in batched(rows):
+        for row in tx.run(_CHANGED_DOCS, rows=list(chunk)).data():
+            stored = json.loads(row["doc"])
+            if doc_sha(stored) == row["sha"]:
+                continue  # same content, other member order (or stored before digests)
+            key = row["sk"].rsplit("-", 3)[0]
+            both_verified = key not in unverified and check_key(key, stored).status == "verified"
+            if not both_verified:
+                raise Conflict(
+                    f"{row['sk']} is already stored with a different document; its key cannot be "
+                    "verified from its content, so it cannot be given new content (submit the stored "
+                    "document, or give the changed object its own key)"
+                )
 
 
 def _relation_props(path: tuple[Any, ...]) -> dict[str, Any]:
@@ -139,8 +179,13 @@ class NetworksMixin(StoreBase):
             raise InvalidInput(f"network state must be one of {[s.value for s in NetworkState]}") from None
         try:
             kc = keyedchain.parse_chain(chain)
-            if verify_keys:
-                keyedchain.verify_keys(kc)
+            # Keys that cannot be recomputed from their content (classes outside gufe's table,
+            # random keys) are taken as given, so their stored documents must never change.
+            unverified = (
+                {issue.key for issue in keyedchain.verify_keys(kc).issues}
+                if verify_keys
+                else {key for key, _ in kc.entries}
+            )
         except keyedchain.KeyedChainError as exc:
             raise InvalidInput(str(exc)) from None
         root_qualname = kc.root["__qualname__"]
@@ -155,6 +200,7 @@ class NetworksMixin(StoreBase):
             created: set[str] = set()
             for chunk in batched(nodes):
                 created.update(r["sk"] for r in tx.run(_MERGE_NODES, rows=list(chunk)).data())
+            _refuse_changed_documents(tx, [n for n in nodes if n["sk"] not in created], unverified)
             new_rels = [r for r in rels if r["src"] in created]
             for chunk in batched(new_rels):
                 tx.run(_CREATE_RELS, rows=list(chunk)).consume()
@@ -185,10 +231,11 @@ class NetworksMixin(StoreBase):
                 "_campaign": scope.campaign,
                 "_project": scope.project,
                 "_doc": json.dumps(doc),
+                "_doc_sha": doc_sha(doc),
             }
             if isinstance(doc.get("name"), str):
                 props["name"] = doc["name"]
-            nodes.append({"sk": sk, "qualname": doc["__qualname__"], "props": props})
+            nodes.append({"sk": sk, "key": key, "qualname": doc["__qualname__"], "props": props})
             for path, ref in kc.references(key):
                 rels.append({"src": sk, "dst": ref + suffix, "props": _relation_props(path)})
         return nodes, rels
@@ -253,7 +300,7 @@ class NetworksMixin(StoreBase):
                 raise InvalidInput(f"weight {w!r} must be a number between 0 and 1")
         sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
         rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights, strict=False)]
-        self._require_nodes("TaskHub", [r["hub"] for r in rows], what="network hub")
+        self._require_nodes("TaskHub", [str(r["hub"]) for r in rows], what="network hub")
         self._write(
             "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub}) SET th.weight = r.w", rows=rows
         )

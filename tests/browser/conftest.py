@@ -54,14 +54,14 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start_deployment(**compute: Any):
+def start_deployment(api: dict[str, Any] | None = None, **compute: Any):
     """An ephemeral deployment (jar Neo4j, API process, CPU compute services) with fast timings."""
     from alchemiscale_local.deployment import LocalDeployment
 
     dep = LocalDeployment(
         ephemeral=True,
         neo4j={"launcher": "jar"},
-        api={"service_ttl_s": 20.0, "reaper_interval_s": 1.0},
+        api={"service_ttl_s": 20.0, "reaper_interval_s": 1.0, **(api or {})},
         compute={
             "gpus": "none",
             "cpu_services": 1,

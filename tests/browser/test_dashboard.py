@@ -6,6 +6,7 @@ fail so there is a real traceback to open.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +21,9 @@ from .conftest import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 SCOPE = "demo-browser-dashboard"
+# generous: the shared CI machine can be slow, and a cold first query takes a while
+get = functools.partial(httpx.get, timeout=120)
+post = functools.partial(httpx.post, timeout=120)
 N_TF = 6
 
 
@@ -48,6 +52,7 @@ def ui(deployment, path: str) -> str:
 
 def logged_in_page(browser, deployment, identifier: str | None = None):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(120_000)  # the machine may be busy; no timing is asserted here
     page = ctx.new_page()
     page.goto(login_url(deployment, identifier))
     return page
@@ -70,8 +75,9 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
         f"/api/networks/{net}",
         f"/api/transformations/{tf}",
         f"/api/tasks/{task}",
+        f"/tasks/{task}/files/ProtocolDAGResult-{'0' * 32}/protocol.log",
     ]
-    user_token = httpx.post(
+    user_token = post(
         f"{deployment.api_url}/token",
         json={
             "identifier": deployment.credentials["user"]["identifier"],
@@ -80,24 +86,25 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
     ).json()["access_token"]
     for path in paths:
         for cookies in ({}, {"alchemiscale_ui": user_token}, {"alchemiscale_ui": "garbage"}):
-            resp = httpx.get(ui(deployment, path), cookies=cookies, follow_redirects=False)
+            resp = get(ui(deployment, path), cookies=cookies, follow_redirects=False)
             # an API bearer token is no session cookie, and nothing of the network shows
             assert resp.status_code == 401, (path, cookies, resp.status_code)
             assert "browser demo" not in resp.text and toy["net"] not in resp.text
     # the login link works once: the second use is refused
     link = login_url(deployment)
-    first = httpx.get(link, follow_redirects=False)
+    first = get(link, follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/ui/"
     cookie = first.cookies["alchemiscale_ui"]
     assert "httponly" in first.headers["set-cookie"].lower()
     assert "samesite=strict" in first.headers["set-cookie"].lower()
-    assert httpx.get(link, follow_redirects=False).status_code == 401
+    assert get(link, follow_redirects=False).status_code == 401
     # the session cookie is no API bearer token either
-    resp = httpx.get(
+    resp = get(
         f"{deployment.api_url}/networks/{net}/transformations", headers={"Authorization": f"Bearer {cookie}"}
     )
     assert resp.status_code == 401
     page = browser.new_page()
+    page.set_default_timeout(120_000)
     page.goto(ui(deployment, "/"))
     assert "Not logged in" in page.inner_text("h1")
     page.screenshot(path=str(artifacts / "login-required.png"))
@@ -151,6 +158,14 @@ def test_failure_traceback_and_task_page(deployment, toy, browser, artifacts):
     assert "ToyFailure" in page.inner_text("pre.tb")
     assert toy["bad"] in page.inner_text("pre.tb")
     assert "error" in page.inner_text("#task-status")
+    # a failed attempt keeps what the protocol wrote: its log and the toy's plot, shown inline
+    kept = page.inner_text("#kept-files")
+    assert "protocol.log" in kept and "toy_plot.png" in kept, kept
+    plot = page.locator("figure.plot img").first
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 0")
+    log_url = page.locator("#kept-files a", has_text="protocol.log").first.get_attribute("href")
+    assert log_url and page.request.get(ui(deployment, log_url.removeprefix("/ui"))).ok
     page.screenshot(path=str(artifacts / "task-failure.png"), full_page=True)
 
     page.click("text=" + toy["bad"])  # the task's transformation
@@ -170,6 +185,11 @@ def test_compute_page(deployment, toy, browser, artifacts):
     assert services and services[0]["identifier"] in text
     # log tail of the service, read by the API from the deployment's log dir
     assert page.locator(".svc details pre.log").count() == len(services)
+    # an opened log stays open while the page updates itself
+    page.click(".svc details summary")
+    marker = page.locator("body").get_attribute("data-updated")
+    expect(page.locator("body")).not_to_have_attribute("data-updated", marker or "", timeout=30_000)
+    assert page.locator(".svc details[open] pre.log").count() == 1
     page.screenshot(path=str(artifacts / "compute.png"), full_page=True)
     page.context.close()
 
@@ -197,16 +217,17 @@ def test_user_without_scope_sees_nothing(deployment, toy, browser):
 
 def test_login_link_from_api_for_a_user_token(deployment, browser):
     creds = deployment.credentials["user"]
-    token = httpx.post(
+    token = post(
         f"{deployment.api_url}/token", json={"identifier": creds["identifier"], "key": creds["key"]}
     ).json()["access_token"]
-    url = httpx.post(f"{deployment.api_url}/ui/login-link", headers={"Authorization": f"Bearer {token}"})
+    url = post(f"{deployment.api_url}/ui/login-link", headers={"Authorization": f"Bearer {token}"})
     assert url.status_code == 200
     page = browser.new_page()
+    page.set_default_timeout(120_000)
     page.goto(url.json()["url"])
     assert page.url.endswith("/ui/") and "Networks" in page.inner_text("h1")
     page.close()
-    assert httpx.post(f"{deployment.api_url}/ui/login-link").status_code == 401
+    assert post(f"{deployment.api_url}/ui/login-link").status_code == 401
 
 
 def test_large_network_is_paged_and_drawn_in_part(deployment, browser, artifacts):
@@ -239,20 +260,24 @@ def test_expired_or_foreign_links_and_revoked_identities(deployment):
 
     secret = jwt_secret(deployment.settings)
     expired = signed_url(deployment.api_url, secret, deployment.credentials["user"]["identifier"], ttl_s=-5)
-    assert httpx.get(expired, follow_redirects=False).status_code == 401
-    forged = signed_url(deployment.api_url, "another-secret", deployment.credentials["user"]["identifier"])
-    assert httpx.get(forged, follow_redirects=False).status_code == 401
+    assert get(expired, follow_redirects=False).status_code == 401
+    forged = signed_url(
+        deployment.api_url,
+        "another-secret-that-is-not-the-deployments-0123456789",
+        deployment.credentials["user"]["identifier"],
+    )
+    assert get(forged, follow_redirects=False).status_code == 401
     # a compute identity cannot log in to the dashboard
     compute = signed_url(deployment.api_url, secret, deployment.credentials["compute"]["identifier"])
-    assert httpx.get(compute, follow_redirects=False).status_code == 401
+    assert get(compute, follow_redirects=False).status_code == 401
     # a session ends once its identity is disabled (within the identity gate's recheck interval)
     deployment.store.add_identity("short-lived", "user", scopes=["*-*-*"], replace=True)
-    resp = httpx.get(login_url(deployment, "short-lived"), follow_redirects=False)
+    resp = get(login_url(deployment, "short-lived"), follow_redirects=False)
     cookies = {"alchemiscale_ui": resp.cookies["alchemiscale_ui"]}
-    assert httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
+    assert get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
     deployment.store.set_identity_disabled("short-lived", True)
     wait_for(
-        lambda: httpx.get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
+        lambda: get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
         30,
         "the disabled identity's session to be refused",
     )

@@ -82,7 +82,18 @@ def toy_chain(
     ``name`` only changes the network entry.
     """
     entries: list[tuple[str, dict]] = []
-    solvent = _entry("SolventComponent", "gufe.components.solventcomponent", {"smiles": "O", "salt": salt})
+    # a real SolventComponent (gufe's fields and defaults): the salt lives in the system names
+    solvent = _entry(
+        "SolventComponent",
+        "gufe.components.solventcomponent",
+        {
+            "smiles": "O",
+            "positive_ion": "Na+",
+            "negative_ion": "Cl-",
+            "ion_concentration": "0.15 molar",
+            "neutralize": True,
+        },
+    )
     entries.append(solvent)
     protos = {}
     for q in protocols:

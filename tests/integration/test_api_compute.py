@@ -46,17 +46,17 @@ def test_register_heartbeat_deregister(compute_client):
         compute_client.register("bad id with space")
 
 
-def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_client, setup):
+def test_claim_inputs_and_result_round_trip(api_server, chain_client, compute_client, setup):
     s = setup
     claimed = compute_client.claim_tasks(s["service"], count=3, scopes=[s["scope"]])
     assert len(claimed) == 3 and claimed[2] is None
     assert set(claimed[:2]) == set(s["tasks"])
-    assert user_client.get_tasks_status(s["tasks"]) == ["running", "running"]
+    assert chain_client.get_tasks_status(s["tasks"]) == ["running", "running"]
     # Nothing is left to claim; a service that asks again while holding tasks gets a held one
     # back (its earlier claim response may have been lost), never a new one.
     again = compute_client.claim_tasks(s["service"], count=1, scopes=[s["scope"]])
     assert len(again) == 1 and again[0] in claimed[:2]
-    assert user_client.get_tasks_status(s["tasks"]) == ["running", "running"]
+    assert chain_client.get_tasks_status(s["tasks"]) == ["running", "running"]
 
     task = claimed[0]
     inputs = compute_client.get_task_inputs(task)
@@ -67,7 +67,7 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
     assert inputs["extends"] is None and inputs["extends_result"] is None
     assert inputs["transformation"][-1][0] == tf.gufe_key
     assert inputs["transformation"] == json.loads(
-        json.dumps(user_client.get_transformation(tf, visualize=False))
+        json.dumps(chain_client.get_transformation(tf, visualize=False))
     )
     with pytest.raises(NotFoundError):
         compute_client.get_extends_result(task)
@@ -76,20 +76,20 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
     out = compute_client.push_result(task, s["service"], pdr_key, True, data)
     assert out["status"] == "complete" and out["size"] == len(data)
     assert out["sha256"] == hashlib.sha256(data).hexdigest()
-    assert user_client.get_tasks_status([task]) == ["complete"]
+    assert chain_client.get_tasks_status([task]) == ["complete"]
     # Completed tasks leave the hub.
-    assert task not in user_client.get_network_actioned_tasks(s["net"])
+    assert task not in chain_client.get_network_actioned_tasks(s["net"])
 
-    refs = user_client.get_transformation_results(tf, return_as="refs")
+    refs = chain_client.get_transformation_results(tf, return_as="refs")
     assert len(refs) == 1 and refs[0]["sha256"] == out["sha256"] and refs[0]["pdr_key"] == pdr_key
     assert refs[0]["task"] == str(task)
-    docs = user_client.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False)
+    docs = chain_client.get_transformation_results(tf, return_as="ProtocolDAGResults", visualize=False)
     assert docs == [chain]
-    assert user_client.get_task_results(task, visualize=False) == [chain]
-    assert user_client.get_task_results(task, return_as="refs")[0]["location"] == out["location"]
-    assert user_client.get_transformation_failures(tf, visualize=False) == []
-    assert user_client.get_task_failures(task) == []
-    network_docs = user_client.get_network_results(s["net"], return_as="ProtocolDAGResults", visualize=False)
+    assert chain_client.get_task_results(task, visualize=False) == [chain]
+    assert chain_client.get_task_results(task, return_as="refs")[0]["location"] == out["location"]
+    assert chain_client.get_transformation_failures(tf, visualize=False) == []
+    assert chain_client.get_task_failures(task) == []
+    network_docs = chain_client.get_network_results(s["net"], return_as="ProtocolDAGResults", visualize=False)
     assert network_docs == {tf: [chain], next(t for t in s["tfs"] if t != tf): []}
 
     # The raw route: bytes as stored, with their checksum, plain or gzipped on the wire.
@@ -108,9 +108,9 @@ def test_claim_inputs_and_result_round_trip(api_server, user_client, compute_cli
         compute_client.push_result(task, s["service"], pdr_key, True, data)
 
 
-def test_failures_tracebacks_and_restart_patterns(user_client, compute_client, setup):
+def test_failures_tracebacks_and_restart_patterns(chain_client, compute_client, setup):
     s = setup
-    user_client.add_task_restart_patterns(s["net"], ["CUDA_ERROR_OUT_OF_MEMORY"], 1)
+    chain_client.add_task_restart_patterns(s["net"], ["CUDA_ERROR_OUT_OF_MEMORY"], 1)
     claimed = [t for t in compute_client.claim_tasks(s["service"], count=2, scopes=[s["scope"]]) if t]
     task_a, task_b = claimed
     tb = "Traceback (most recent call last):\nRuntimeError: CUDA_ERROR_OUT_OF_MEMORY"
@@ -120,16 +120,16 @@ def test_failures_tracebacks_and_restart_patterns(user_client, compute_client, s
         compute_client, s["service"], task_b, ok=False, traceback="Traceback\nValueError: bad input"
     )
     assert out["status"] == "error"
-    assert user_client.get_tasks_status([task_a, task_b]) == ["waiting", "error"]
+    assert chain_client.get_tasks_status([task_a, task_b]) == ["waiting", "error"]
     # A non-matching failure cancels the task from the hub (alchemiscale's rule).
-    assert task_b not in user_client.get_network_actioned_tasks(s["net"])
+    assert task_b not in chain_client.get_network_actioned_tasks(s["net"])
 
-    tf_a = user_client.get_task_transformation(task_a)
-    refs = user_client.get_transformation_failures(tf_a, return_as="refs")
+    tf_a = chain_client.get_task_transformation(task_a)
+    refs = chain_client.get_transformation_failures(tf_a, return_as="refs")
     assert len(refs) == 1 and refs[0]["tracebacks"] == [tb]
-    docs = user_client.get_task_failures(task_a, visualize=False)
+    docs = chain_client.get_task_failures(task_a, visualize=False)
     assert len(docs) == 1 and docs[0][-1][1]["__qualname__"] == "ProtocolDAGResult"
-    failures = user_client.get_network_failures(s["net"], visualize=False)
+    failures = chain_client.get_network_failures(s["net"], visualize=False)
     assert sum(len(v) for v in failures.values()) == 2
 
     # Second failure of task_a: the pattern's allowance (1) is used up.
@@ -199,23 +199,32 @@ def test_extends_result_and_streamed_uploads(user_client, compute_client, setup,
 
 
 def test_bad_uploads_are_4xx(user_client, compute_client, setup):
+    """Each bad upload is refused with a 4xx, and a permanent refusal fails the task it was for
+    (issue 12 F3: no service loops on a result that can never be stored)."""
     s = setup
-    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
-    pdr_key, _, data = pdr_document(str(task))
-    with pytest.raises(ValidationError, match="zstd"):
-        compute_client.push_result(task, s["service"], pdr_key, True, b'{"not": "zstd"}')
-    with pytest.raises(ValidationError, match="empty"):
-        compute_client.push_result(task, s["service"], pdr_key, True, b"")
-    with pytest.raises(ValidationError):  # a failed result must parse (its tracebacks are read)
-        compute_client.push_result(
-            task, s["service"], pdr_key, False, zstandard.ZstdCompressor().compress(b"not json")
-        )
+    tasks = user_client.create_tasks(s["tfs"][0], count=6)
+    user_client.action_tasks(tasks, s["net"])
+    pdr_key, _, data = pdr_document("any")
     deep = zstandard.ZstdCompressor().compress(b"[" * 100_000 + b"]" * 100_000)
-    with pytest.raises(ValidationError):  # nested too deeply to parse
-        compute_client.push_result(task, s["service"], pdr_key, False, deep)
-    with pytest.raises(ValidationError):  # path traversal in the pdr key
-        compute_client.push_result(task, s["service"], "../../etc", True, data)
-    with pytest.raises(ConflictError):  # another service does not hold the claim
+    cases = [
+        ("zstd", pdr_key, True, b'{"not": "zstd"}'),
+        ("empty", pdr_key, True, b""),
+        (None, pdr_key, False, zstandard.ZstdCompressor().compress(b"not json")),  # failures must parse
+        (None, pdr_key, False, deep),  # nested too deeply to parse
+        (None, "../../etc", True, data),  # path traversal in the pdr key
+    ]
+    for match, key, ok, body in cases:
+        # a service of its own per case: refusals count for the failure gate, which would deny
+        # one service its claims after a few
+        service = f"svc-{uuid.uuid4().hex[:8]}"
+        compute_client.register(service)
+        task = compute_client.claim_tasks(service, scopes=[s["scope"]])[0]
+        with pytest.raises(ValidationError, match=match):
+            compute_client.push_result(task, service, key, ok, body)
+        assert user_client.get_tasks_status([task]) == ["error"], (match, key)
+        compute_client.deregister(service)
+    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
+    with pytest.raises(ConflictError):  # another service does not hold the claim: not a refusal of its
         compute_client.push_result(task, "someone-else", pdr_key, True, data)
     unknown = ScopedKey.from_str(f"Task-{'0' * 32}-{s['scope']}")
     with pytest.raises(NotFoundError):
@@ -226,20 +235,23 @@ def test_bad_uploads_are_4xx(user_client, compute_client, setup):
     assert compute_client.push_result(task, s["service"], pdr_key, True, data)["status"] == "complete"
 
 
-def test_real_result_document_round_trip(user_client, compute_client, setup):
+def test_real_result_document_round_trip(chain_client, compute_client, setup):
     """A real gufe ProtocolDAGResult (failed, with tracebacks) goes up and comes back unchanged."""
     path = fixture_path("gufe-generated_protocol_dag_result_failed.json")
     s = setup
     task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
-    text = path.read_text()
-    chain = json.loads(text)
-    data = zstandard.ZstdCompressor().compress(text.encode())
+    chain = json.loads(path.read_text())
+    # uploads are checked against the claimed task's transformation (issue 12 F7); the fixture,
+    # made by gufe for another transformation, is pointed at this one
+    tf_key = str(compute_client.get_task_transformation(task)).rsplit("-", 3)[0]
+    chain[-1][1]["transformation_key"] = tf_key
+    data = zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
     out = compute_client.push_result(task, s["service"], chain[-1][0], False, data)
     assert out["status"] == "error"
-    refs = user_client.get_task_failures(task, return_as="refs")
+    refs = chain_client.get_task_failures(task, return_as="refs")
     expected_tbs = [d["traceback"] for _, d in chain if d.get("__qualname__") == "ProtocolUnitFailure"]
     assert refs[0]["tracebacks"] == expected_tbs and expected_tbs
-    assert user_client.get_task_failures(task, visualize=False) == [chain]
+    assert chain_client.get_task_failures(task, visualize=False) == [chain]
 
 
 def test_protocol_result_is_gathered_by_the_runtime(api_server, compute_client, tmp_path):

@@ -18,43 +18,56 @@ from api_helpers import (
 
 from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
 from alchemiscale_local.models import Scope, ScopedKey
+from tests.gufe_compat import require_gufe_that_loads
 
 SCOPE = "org1-camp-proj"
 
 
 @pytest.mark.parametrize("name", API_NETWORK_FIXTURES)
-def test_fixture_network_round_trip(user_client, name):
+def test_fixture_network_round_trip(chain_client, name):
     text = fixture_text(name)
     chain = json.loads(text)
-    net = user_client.create_network(text, SCOPE, visualize=False)
+    net = chain_client.create_network(text, SCOPE, visualize=False)
     assert isinstance(net, ScopedKey)
     assert net.gufe_key == chain[-1][0] and str(net.scope) == SCOPE
-    fetched = user_client.get_network(net, visualize=False)
+    fetched = chain_client.get_network(net, visualize=False)
     assert entries(fetched) == entries(chain)
 
     # Submitting again is idempotent.
-    assert user_client.create_network(chain, SCOPE, visualize=False) == net
+    assert chain_client.create_network(chain, SCOPE, visualize=False) == net
 
-    tfs = user_client.get_network_transformations(net)
+    tfs = chain_client.get_network_transformations(net)
     expected_tfs = {k for k, d in chain if d["__qualname__"] in ("Transformation", "NonTransformation")}
     assert {t.gufe_key for t in tfs} == expected_tfs
-    css = user_client.get_network_chemicalsystems(net)
+    css = chain_client.get_network_chemicalsystems(net)
     assert {c.gufe_key for c in css} == {k for k, d in chain if d["__qualname__"] == "ChemicalSystem"}
 
     # Every transformation comes back as its own sub-chain; so does one chemical system.
     tf = tfs[0]
-    assert entries(user_client.get_transformation(tf, visualize=False)) == entries(
+    assert entries(chain_client.get_transformation(tf, visualize=False)) == entries(
         subchain(chain, tf.gufe_key)
     )
     cs = css[0]
-    assert entries(user_client.get_chemicalsystem(cs, visualize=False)) == entries(
+    assert entries(chain_client.get_chemicalsystem(cs, visualize=False)) == entries(
         subchain(chain, cs.gufe_key)
     )
-    assert net in user_client.get_transformation_networks(tf)
-    assert net in user_client.get_chemicalsystem_networks(cs)
-    tf_systems = user_client.get_transformation_chemicalsystems(tf)
+    assert net in chain_client.get_transformation_networks(tf)
+    assert net in chain_client.get_chemicalsystem_networks(cs)
+    tf_systems = chain_client.get_transformation_chemicalsystems(tf)
     assert 1 <= len(tf_systems) <= 2
-    assert tf in user_client.get_chemicalsystem_transformations(tf_systems[0])
+    assert tf in chain_client.get_chemicalsystem_transformations(tf_systems[0])
+
+
+@pytest.mark.parametrize("name", API_NETWORK_FIXTURES)
+def test_fixture_network_loads_as_gufe_objects(user_client, name):
+    """With gufe, the client rebuilds the stored documents as gufe objects with the same keys."""
+    chain = json.loads(fixture_text(name))
+    gufe = require_gufe_that_loads(chain, name)
+    net = user_client.create_network(chain, SCOPE, visualize=False)
+    network = user_client.get_network(net, visualize=False)
+    assert isinstance(network, gufe.AlchemicalNetwork) and network.key == net.gufe_key
+    tf = user_client.get_network_transformations(net)[0]
+    assert user_client.get_transformation(tf, visualize=False).key == tf.gufe_key
 
 
 def test_document_input_forms(user_client, tmp_path):
@@ -72,12 +85,12 @@ def test_document_input_forms(user_client, tmp_path):
         user_client.create_network({"not": "a chain"}, SCOPE, visualize=False)
 
 
-def test_gzip_and_uncompressed_submission(user_client):
+def test_gzip_and_uncompressed_submission(chain_client):
     chain = toy_network(4)
-    gz = user_client.create_network(chain, SCOPE, compress=True, visualize=False)
-    plain = user_client.create_network(chain, SCOPE, compress=False, visualize=False)
+    gz = chain_client.create_network(chain, SCOPE, compress=True, visualize=False)
+    plain = chain_client.create_network(chain, SCOPE, compress=False, visualize=False)
     assert gz == plain
-    assert entries(user_client.get_network(gz, visualize=False)) == entries(chain)
+    assert entries(chain_client.get_network(gz, visualize=False)) == entries(chain)
 
 
 def test_same_stateA_stateB_is_refused_client_side(user_client):

@@ -215,6 +215,14 @@ def user_client(api_server):
 
 
 @pytest.fixture(scope="module")
+def chain_client(api_server):
+    """A user client that returns keyed chains even where gufe is installed: for tests of the
+    documents as stored and sent (byte-equal round trips, made-up protocol classes)."""
+    with api_server.client("user", return_gufe=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
 def limited_client(api_server):
     """A user client with scope ``org1-*-*`` only."""
     with api_server.client("limited") as client:

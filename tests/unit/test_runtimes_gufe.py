@@ -17,6 +17,7 @@ from alchemiscale_local.keyedchain import parse_chain, verify_keys
 from alchemiscale_local.runtimes import ExecutionRequest, base, decode_result, failed_outcome, summarize
 from alchemiscale_local.runtimes import gufe as gufe_runtime
 from alchemiscale_local.runtimes.gufe import GufeRuntime
+from tests.gufe_compat import gufe_reads_metadata
 from tests.gufe_fixtures import fixture_path
 
 TASK = "Task-00000000000000000000000000000001-org-campaign-project"
@@ -32,6 +33,22 @@ def hydration_transformation() -> list:
     net = parse_chain(fixture_text("gufe-generated_alchemical_network.json"))
     key = json.loads(fixture_text("gufe-generated_summary.json"))["hydration_transformation_key"]
     return [list(e) for e in net.subchain(key)]
+
+
+def installed_gufe_transformation() -> list:
+    """The same transformation as the installed gufe writes it (a real gufe user's document).
+
+    gufe 1.10 cannot load the 1.12-written fixture (``metadata``), so the document is made here:
+    the fixture's entries without ``metadata``, loaded by gufe and written back with its keys.
+    """
+    from gufe.tokenization import JSON_HANDLER, KeyedChain
+
+    tf = hydration_transformation()
+    if gufe_reads_metadata():
+        return tf
+    stripped = [[k, {f: v for f, v in d.items() if f != "metadata"}] for k, d in tf]
+    obj = KeyedChain(json.loads(json.dumps(stripped), cls=JSON_HANDLER.decoder)).to_gufe()
+    return json.loads(json.dumps(obj.to_keyed_chain(), cls=JSON_HANDLER.encoder))
 
 
 def test_transformation_input_is_a_verified_keyed_chain() -> None:
@@ -263,7 +280,7 @@ def test_failure_unit_class_is_built_lazily_as_a_gufe_protocol_unit(monkeypatch:
 def test_real_gufe_executes_extends_and_gathers(tmp_path: Path) -> None:
     pytest.importorskip("gufe")
     pytest.importorskip("gufe.tests.test_protocol")  # DummyProtocol lives in gufe's tests (needs pytest)
-    tf = hydration_transformation()
+    tf = installed_gufe_transformation()
     rt = GufeRuntime()
     first = rt.execute(ExecutionRequest(TASK, tf, None, tmp_path / "1"))
     assert first.ok and first.tracebacks == []
@@ -290,7 +307,7 @@ def test_real_gufe_loads_fixtures_and_failed_outcome() -> None:
     def load(text: str) -> Any:
         return ProtocolDAGResult.from_keyed_chain(json.loads(text, cls=JSON_HANDLER.decoder))
 
-    tf = hydration_transformation()
+    tf = installed_gufe_transformation()
     text = fixture_text("gufe-generated_protocol_dag_result.json")
     real = load(text)
     assert real.ok() and str(real.key) == json.loads(text)[-1][0]

@@ -92,6 +92,15 @@ def test_gufe_only_protocol_hint_and_success(monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(runtime_for(*OPENFE), GufeRuntime)
 
 
+def test_real_gufe_and_openfe_are_found_without_pretending() -> None:
+    """The science env's real packages: no monkeypatched ``_find_spec`` (runs where they are installed)."""
+    pytest.importorskip("gufe")
+    pytest.importorskip("openfe")
+    assert isinstance(runtime_for(*OPENFE), GufeRuntime)
+    assert isinstance(runtime_for("gufe.tests.test_protocol", "DummyProtocol"), GufeRuntime)
+    assert "gufe" in available_runtimes()
+
+
 def test_no_runtime_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_cache", {"toy": ToyRuntime()})
     with pytest.raises(RuntimeNotAvailable, match="no runtime handles the protocol openfe"):

@@ -18,6 +18,7 @@ from alchemiscale_local.runtimes.toy import (
     build_toy_network,
     load_components,
 )
+from alchemiscale_local.runtimes.toy.network import _transformation_has_metadata
 from tests.gufe_fixtures import fixture_path
 
 
@@ -75,7 +76,9 @@ def test_network_legs_and_lists_have_gufe_shape() -> None:
         assert mapping["componentA"] == a["components"]["ligand"]
         assert mapping["componentB"] == b["components"]["ligand"]
         assert mapping["componentA_to_componentB"] and "toy_mapping" in json.loads(mapping["annotations"])
-        assert tf["metadata"] == {} and tf["protocol"] == {":gufe-key:": kc.keys_of("ToyProtocol")[0]}
+        # gufe >= 1.12 (or no gufe) writes metadata {}; an installed gufe 1.10 refuses the field
+        assert tf.get("metadata", {}) == {} and ("metadata" in tf) == _transformation_has_metadata()
+        assert tf["protocol"] == {":gufe-key:": kc.keys_of("ToyProtocol")[0]}
 
 
 def test_fields_and_modules_match_a_real_gufe_rbfe_network() -> None:
@@ -91,7 +94,10 @@ def test_fields_and_modules_match_a_real_gufe_rbfe_network() -> None:
         "SolventComponent",
     ):
         mine, theirs = ours[qualname][0][1], real[qualname][0][1]
-        assert list(mine) == list(theirs), qualname  # same fields in the same order
+        expected = list(theirs)  # the fixture was written by gufe 1.12
+        if not _transformation_has_metadata():  # the installed gufe (1.10) writes no metadata
+            expected = [f for f in expected if f != "metadata"]
+        assert list(mine) == expected, qualname  # same fields in the same order
         assert mine["__module__"] == theirs["__module__"], qualname
     # the protocol replaces DummyProtocol: same layout, a toy module
     assert list(ours["ToyProtocol"][0][1]) == list(real["DummyProtocol"][0][1])

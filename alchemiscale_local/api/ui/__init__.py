@@ -7,6 +7,7 @@ the network graph drawn as SVG on the server.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,15 +49,18 @@ def install(app: FastAPI) -> None:
 
     previous = app.exception_handlers.get(StarletteHTTPException)
 
-    async def ui_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def ui_http_error(request: Request, exc: Exception) -> Response:
         # dashboard pages get an HTML error page; the API (and /ui/api) keep their JSON errors
+        if not isinstance(exc, StarletteHTTPException):
+            raise exc
         path = request.url.path
         if path.startswith("/ui/") and not path.startswith("/ui/api/") and path != "/ui/login-link":
             return routes._html(
                 "message.html", exc.status_code, title=f"Error {exc.status_code}", message=str(exc.detail)
             )
         if previous is not None:
-            return await previous(request, exc)
+            result = previous(request, exc)
+            return await result if inspect.isawaitable(result) else result
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(StarletteHTTPException, ui_http_error)

@@ -46,6 +46,7 @@ def render_svg(
     pad = 150.0
     size = 2 * (radius + pad)
     c = size / 2
+    font = max(11.0, radius / 30.0)  # the SVG is scaled to the page: big graphs need bigger text
     pos = {}
     for i, node in enumerate(nodes):
         angle = 2 * math.pi * i / n - math.pi / 2
@@ -53,7 +54,7 @@ def render_svg(
 
     parallel: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for e in edges:
-        parallel[tuple(sorted((e["a"], e["b"])))].append(e)  # type: ignore[index]
+        parallel[tuple(sorted((e["a"], e["b"])))].append(e)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size:.0f} {size:.0f}" '
@@ -78,14 +79,16 @@ def render_svg(
                 f'{x2:.1f},{y2:.1f}"><title>{title}</title></path></a>'
             )
             if labels.get(tf):
-                parts.append(f'<text class="el" x="{mx:.1f}" y="{my:.1f}">{escape(labels[tf])}</text>')
+                parts.append(
+                    f'<text class="el" x="{mx:.1f}" y="{my:.1f}" font-size="{font * 0.9:.0f}">{escape(labels[tf])}</text>'
+                )
     for node in nodes:
         x, y, angle = pos[node["key"]]
         lx, ly = x + 12 * math.cos(angle), y + 12 * math.sin(angle)
         anchor = "start" if math.cos(angle) >= 0 else "end"
         parts.append(
             f'<circle class="n" cx="{x:.1f}" cy="{y:.1f}" r="6"><title>{escape(node["key"])}</title></circle>'
-            f'<text class="nl" x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}">{escape(node["name"])}</text>'
+            f'<text class="nl" x="{lx:.1f}" y="{ly:.1f}" font-size="{font:.0f}" text-anchor="{anchor}">{escape(node["name"])}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts)), len(edges)

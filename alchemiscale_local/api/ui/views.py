@@ -11,7 +11,7 @@ from alchemiscale_local.backends.statestore import dashboard as q
 from alchemiscale_local.models import Scope, ScopedKey
 
 from .estimates import Estimates, label
-from .graph import edge_status, render_svg
+from .graph import MAX_EDGES, edge_status, render_svg
 from .session import Session
 
 PAGE_SIZE = 50
@@ -78,6 +78,8 @@ def network(
         tb = (r["last_failure"] or {}).get("tracebacks") or []
         r["failure_line"] = _last_line(tb[-1]) if tb else ""
     statuses = {tf: edge_status(ss) for tf, ss in q.edge_statuses(store, sk).items()}
+    # above MAX_EDGES only the page's edges are drawn, so only they need their colour polled
+    drawn = statuses if len(statuses) <= MAX_EDGES else {k: statuses.get(k, "none") for k in page_keys}
     ctx: dict[str, Any] = {
         "net": summary,
         "rows": rows,
@@ -86,7 +88,7 @@ def network(
         "pages": max(1, -(-total // PAGE_SIZE)),
         "sort": sort,
         "desc": desc,
-        "edge_classes": {f"edge-{tf}": f"e s-{s}" for tf, s in statuses.items()},
+        "edge_classes": {f"edge-{tf}": f"e s-{s}" for tf, s in drawn.items()},
         "svg": "",
         "drawn": 0,
         "n_edges": len(statuses),

@@ -8,7 +8,12 @@
     var regions = data.regions || {};
     Object.keys(regions).forEach(function (name) {
       var el = document.getElementById("r-" + name);
-      if (el && last[name] !== regions[name]) { el.innerHTML = regions[name]; last[name] = regions[name]; }
+      if (!el || last[name] === regions[name]) return;
+      // keep what the reader opened (a service's log) open across the swap
+      var open = Array.prototype.map.call(el.querySelectorAll("details[open][id]"), function (d) { return d.id; });
+      el.innerHTML = regions[name];
+      last[name] = regions[name];
+      open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
     });
     var classes = data.classes || {};
     Object.keys(classes).forEach(function (id) {
