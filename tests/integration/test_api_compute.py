@@ -92,13 +92,19 @@ def test_claim_inputs_and_result_round_trip(api_server, chain_client, compute_cl
     network_docs = chain_client.get_network_results(s["net"], return_as="ProtocolDAGResults", visualize=False)
     assert network_docs == {tf: [chain], next(t for t in s["tfs"] if t != tf): []}
 
-    # The raw route: bytes as stored, with their checksum, plain or gzipped on the wire.
+    # The raw route (Accept: application/zstd): bytes as stored, with their checksum, plain or
+    # gzipped on the wire; without that Accept, alchemiscale's ["<bytes as latin-1>"] JSON.
     for accept in ("identity", "gzip"):
         resp = httpx.get(
             f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
-            headers={**api_server.headers("user"), "Accept-Encoding": accept},
+            headers={**api_server.headers("user"), "Accept-Encoding": accept, "Accept": "application/zstd"},
         )
         assert resp.status_code == 200 and resp.content == data
+        plain = httpx.get(
+            f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
+            headers={**api_server.headers("user"), "Accept-Encoding": accept},
+        )
+        assert plain.json() == [data.decode("latin-1")]
         assert resp.headers["X-Content-SHA256"] == out["sha256"]
     resp = httpx.get(f"{api_server.url}/tasks/{task}/status", headers=api_server.headers("user"))
     assert resp.json() == "complete"
