@@ -281,3 +281,14 @@ def test_expired_or_foreign_links_and_revoked_identities(deployment):
         30,
         "the disabled identity's session to be refused",
     )
+    # and once its scopes change: the session carries the identity's version, as API tokens do
+    deployment.store.add_identity("narrowed", "user", scopes=["*-*-*"], replace=True)
+    resp = get(login_url(deployment, "narrowed"), follow_redirects=False)
+    cookies = {"alchemiscale_ui": resp.cookies["alchemiscale_ui"]}
+    assert get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
+    deployment.store.set_identity_scopes("narrowed", ["other-*-*"])
+    wait_for(
+        lambda: get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
+        30,
+        "the narrowed identity's old session to be refused",
+    )
