@@ -183,7 +183,7 @@ def bulk_get_weight(
 @router.post("/bulk/networks/weight/set", summary="Set hub weights; answers the networks' keys")
 def bulk_set_weight(
     body: NetworkWeightsBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[str | None]:
+) -> list[str]:
     keys = [str(need(token, n)) for n in body.networks]
     store.set_network_weight(keys, body.weights)
     return keys

@@ -34,7 +34,9 @@ def _visible_or_none(token: TokenData, keys: list[ScopedKey | None]) -> list[str
     return [str(sk) if sk is not None and token.allows(sk.scope) else None for sk in keys]
 
 
-def _weights_or_keys(weights: dict[str, float], body: ActionedBody | None) -> dict[str, float] | list[str]:
+def _weights_or_keys(
+    weights: dict[str, float], body: ActionedBody | BulkActionedBody | None
+) -> dict[str, float] | list[str]:
     """``{key: weight}``, or alchemiscale's list of keys when the body says ``task_weights: false``."""
     return weights if body is None or body.task_weights else list(weights)
 

@@ -32,6 +32,7 @@ class NetworksMixin(BaseClient):
     """Networks, transformations, chemical systems, restart patterns."""
 
     _as_gufe: bool
+    _cache_key: Any  # the user client's per-identity key for its disk cache
 
     def _document(self, route: str, key: SK, visualize: bool, what: str, compress: bool = True) -> Any:
         """A gufe document by key: from the disk cache (immutable: keys are content hashes) or the API."""

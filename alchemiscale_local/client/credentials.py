@@ -54,7 +54,8 @@ def _read_file(path: Path, section: str) -> dict[str, Any]:
         raise AuthError(None, f"cannot read credentials file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise AuthError(None, f"credentials file {path} is not a JSON object")
-    ident = data.get(section) if isinstance(data.get(section), dict) else {}
+    found = data.get(section)
+    ident: dict[str, Any] = found if isinstance(found, dict) else {}
     return {"api_url": data.get("api_url"), "identifier": ident.get("identifier"), "key": ident.get("key")}
 
 
