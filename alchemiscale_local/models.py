@@ -9,7 +9,7 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: The one rule for scope parts (org, campaign, project), shared by the API, the state store
 #: and the object store, whose paths are built from them: a letter, then letters, digits and
@@ -44,14 +44,52 @@ def check_scope_part(name: str, part: str) -> None:
         )
 
 
+class _SpecificFlag:
+    """``scope.specific`` that is both a bool (this project's property) and callable (alchemiscale's method)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __call__(self) -> bool:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == bool(other) if isinstance(other, (bool, _SpecificFlag)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 class Scope(BaseModel):
-    """``org-campaign-project``; each part an identifier or ``*`` (wildcards only at the end)."""
+    """``org-campaign-project``; each part an identifier or ``*`` (wildcards only at the end).
+
+    As alchemiscale's: ``Scope('org', 'campaign', 'project')`` positionally, ``'*'`` for a
+    wildcard part, ordered by its string, ``to_dict()``/``from_dict()``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     org: str | None = None
     campaign: str | None = None
     project: str | None = None
+
+    def __init__(
+        self, org: str | None = None, campaign: str | None = None, project: str | None = None
+    ) -> None:
+        super().__init__(org=org, campaign=campaign, project=project)
+
+    @field_validator("org", "campaign", "project", mode="before")
+    @classmethod
+    def _star_is_wildcard(cls, v: Any) -> Any:
+        return None if v == "*" else v
 
     def model_post_init(self, __context: Any) -> None:
         parts = (self.org, self.campaign, self.project)
@@ -88,9 +126,28 @@ class Scope(BaseModel):
         return (self.org, self.campaign, self.project)
 
     @property
-    def specific(self) -> bool:
-        """True when no part is a wildcard."""
-        return None not in self.to_tuple()
+    def specific(self) -> _SpecificFlag:
+        """True when no part is a wildcard (usable as ``scope.specific`` or ``scope.specific()``)."""
+        return _SpecificFlag(None not in self.to_tuple())
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"org": self.org, "campaign": self.campaign, "project": self.project}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scope:
+        return cls(d.get("org"), d.get("campaign"), d.get("project"))
+
+    def __lt__(self, other: Scope) -> bool:
+        return str(self) < str(other)
+
+    def __le__(self, other: Scope) -> bool:
+        return str(self) <= str(other)
+
+    def __gt__(self, other: Scope) -> bool:
+        return str(self) > str(other)
+
+    def __ge__(self, other: Scope) -> bool:
+        return str(self) >= str(other)
 
     def is_superset(self, other: Scope) -> bool:
         """True when every key in ``other`` is also in this scope."""
@@ -143,6 +200,49 @@ class ScopedKey(BaseModel):
     @property
     def qualname(self) -> str:
         return self.gufe_key.split("-", 1)[0]
+
+    def to_dict(self) -> dict[str, str]:
+        """``{gufe_key, org, campaign, project}``: alchemiscale's wire form of a key in a body."""
+        return {
+            "gufe_key": self.gufe_key,
+            "org": self.org,
+            "campaign": self.campaign,
+            "project": self.project,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScopedKey:
+        return cls(gufe_key=str(d["gufe_key"]), org=d["org"], campaign=d["campaign"], project=d["project"])
+
+    @classmethod
+    def coerce(cls, value: Any) -> ScopedKey:
+        """A ScopedKey from a key, its string, or its ``to_dict()`` object (InvalidIdentifier if none)."""
+        if isinstance(value, ScopedKey):
+            return value
+        if isinstance(value, str):
+            return cls.from_str(value)
+        if isinstance(value, dict):
+            missing = {"gufe_key", "org", "campaign", "project"} - value.keys()
+            if missing:
+                raise InvalidIdentifier(f"scoped key object lacks {sorted(missing)}")
+            if not all(isinstance(value[k], str) for k in ("gufe_key", "org", "campaign", "project")):
+                raise InvalidIdentifier("scoped key object parts must be strings")
+            return cls.from_dict(value)
+        raise InvalidIdentifier(
+            "a scoped key must be a string or a {gufe_key, org, campaign, project} object"
+        )
+
+    def __lt__(self, other: ScopedKey) -> bool:
+        return str(self) < str(other)
+
+    def __le__(self, other: ScopedKey) -> bool:
+        return str(self) <= str(other)
+
+    def __gt__(self, other: ScopedKey) -> bool:
+        return str(self) > str(other)
+
+    def __ge__(self, other: ScopedKey) -> bool:
+        return str(self) >= str(other)
 
     @property
     def scope(self) -> Scope:

@@ -142,7 +142,7 @@ class ComputeSettings(BaseModel):
     loglevel: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="compute service log and the protocol process's log"
     )
-    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    artifacts: ArtifactSettings = Field(default_factory=lambda: ArtifactSettings())
 
     @field_validator("loglevel", mode="before")
     @classmethod
@@ -172,10 +172,10 @@ class Settings(BaseSettings):
     config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir(APP_NAME)))
     log_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_log_dir(APP_NAME)))
     runtime_dir: Path = Field(default_factory=lambda: _default_runtime_dir())
-    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
-    objectstore: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
-    api: APISettings = Field(default_factory=APISettings)
-    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    neo4j: Neo4jSettings = Field(default_factory=lambda: Neo4jSettings())
+    objectstore: ObjectStoreSettings = Field(default_factory=lambda: ObjectStoreSettings())
+    api: APISettings = Field(default_factory=lambda: APISettings())
+    compute: ComputeSettings = Field(default_factory=lambda: ComputeSettings())
 
     @field_validator("data_dir", "cache_dir", "config_dir", "log_dir", "runtime_dir")
     @classmethod

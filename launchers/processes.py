@@ -121,5 +121,11 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # Also for grandchildren that run ``python -m`` without -P (protocol helpers).
     env["PYTHONSAFEPATH"] = "1"
+    # As activating the environment would: tools that protocols find only on PATH (AmberTools'
+    # sqm/antechamber for AM1-BCC charges) live next to this interpreter in a venv or conda env.
+    bindir = str(Path(sys.executable).parent)
+    path = env.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        env["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
     env.update(extra or {})
     return env

@@ -220,7 +220,8 @@ async def _credentials(request: Request) -> tuple[str, str]:
             )
         else:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-            ident, key = (form.get("username") or [None])[0], (form.get("password") or [None])[0]
+            ident = form["username"][0] if form.get("username") else None
+            key = form["password"][0] if form.get("password") else None
     except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         raise HTTPException(
             400, "token request must be JSON {identifier, key} or a form with username/password"

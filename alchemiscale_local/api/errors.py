@@ -34,7 +34,7 @@ STATUS_BY_ERROR: list[tuple[type[BaseException], int]] = [
 
 def install_error_handlers(app: FastAPI) -> None:
     for exc_type, status in STATUS_BY_ERROR:
-        app.add_exception_handler(exc_type, _handler(status))
+        app.add_exception_handler(exc_type, _handler(status))  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 
 

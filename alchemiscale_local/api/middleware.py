@@ -29,6 +29,7 @@ class _BadEncoding(HTTPException):
 
 class _Decoder:
     def __init__(self, encoding: str) -> None:
+        self._z: Any
         if encoding == "gzip":
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
             self.decode = self._z.decompress

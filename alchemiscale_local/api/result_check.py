@@ -8,7 +8,7 @@ transformation (its ``transformation_key`` is that key, or unset), and agree wit
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import zstandard
 
@@ -22,7 +22,7 @@ class ResultRejected(ValueError):
     """The upload is not a valid result of the task; the message says why."""
 
 
-def check_result(spool: BinaryIO, *, pdr_key: str, ok: bool, transformation_key: str) -> list[str]:
+def check_result(spool: IO[bytes], *, pdr_key: str, ok: bool, transformation_key: str) -> list[str]:
     """Validate the zstd bytes in ``spool``; return the tracebacks of its failures."""
     spool.seek(0)
     try:

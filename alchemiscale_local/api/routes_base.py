@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from alchemiscale_local import __version__
 from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
+from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.settings import Settings, masked_dump
 
 from .auth import TokenData, any_token, user_token
@@ -71,3 +72,11 @@ def exists(
     if sk.qualname == "Task":
         return store.get_task_status([str(sk)])[0] is not None
     return store.object_exists(str(sk))
+
+
+def need(token: TokenData, key: ScopedKey | str) -> ScopedKey:
+    """The key (a ScopedKey, or its string: 400 if malformed) if the token may see its scope (else 403)."""
+    if isinstance(key, ScopedKey):
+        token.require(key.scope)
+        return key
+    return token.require_key(key)

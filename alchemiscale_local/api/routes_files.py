@@ -124,7 +124,7 @@ def _checked(pdr_key: str, path: str | None = None) -> tuple[str, str | None]:
     return pdr_key, path
 
 
-def _manifests(objects: ObjectStore, sk: ScopedKey) -> list[dict[str, Any]]:
+def task_manifests(objects: ObjectStore, sk: ScopedKey) -> list[dict[str, Any]]:
     """The committed attempts of a task, oldest first."""
     found = []
     for tf in objects.list_task_files(sk.scope, sk.gufe_key):
@@ -300,7 +300,7 @@ def put_manifest(
 def list_task_files(
     task: str, token: TokenData = Depends(user_token), objects: ObjectStore = Depends(get_objects)
 ) -> list[dict[str, Any]]:
-    return _manifests(objects, token.require_key(task))
+    return task_manifests(objects, token.require_key(task))
 
 
 @user_router.get(
@@ -313,13 +313,29 @@ def get_task_file(
     token: TokenData = Depends(user_token),
     objects: ObjectStore = Depends(get_objects),
 ) -> StreamingResponse:
-    sk = token.require_key(task)
+    return stream_kept_file(objects, token.require_key(task), pdr_key, path, "application/octet-stream")
+
+
+def stream_kept_file(
+    objects: ObjectStore,
+    sk: ScopedKey,
+    pdr_key: str,
+    path: str,
+    media: str,
+    headers: dict[str, str] | None = None,
+) -> StreamingResponse:
+    """One kept file of a task's attempt, streamed (404 when that attempt did not keep it).
+
+    The caller has checked that ``sk`` is in the caller's scopes (the API's token or the
+    dashboard's session)."""
     _checked(pdr_key, path)
-    manifest = next((m for m in _manifests(objects, sk) if m.get("pdr_key") == pdr_key), None)
+    manifest = next((m for m in task_manifests(objects, sk) if m.get("pdr_key") == pdr_key), None)
     entry = _file_entry(manifest, path) if manifest else None
     if entry is None:
         raise HTTPException(404, f"no kept file {path} of {pdr_key} of task {sk}")
-    return _stream(objects, sk, pdr_key, entry, "application/octet-stream")
+    response = _stream(objects, sk, pdr_key, entry, media)
+    response.headers.update(headers or {})
+    return response
 
 
 @user_router.get("/tasks/{task}/log", summary="The protocol log of a task's latest attempt (or of pdr_key)")
@@ -332,7 +348,7 @@ def get_task_log(
     sk = token.require_key(task)
     if pdr_key is not None:
         _checked(pdr_key)
-    for manifest in reversed(_manifests(objects, sk)):
+    for manifest in reversed(task_manifests(objects, sk)):
         if pdr_key is not None and manifest.get("pdr_key") != pdr_key:
             continue
         entry = _file_entry(manifest, LOG_PATH)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from alchemiscale_local.backends.statestore import Neo4jStore
-from alchemiscale_local.models import InvalidIdentifier, Scope, ScopePartTooLong
+from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey, ScopePartTooLong
 
 from .auth import TokenData, parse_scope_param, user_token
 from .deps import get_store
 from .middleware import json_body
+from .routes_base import need
 from .schemas import (
+    MaxRetriesBody,
     NetworksBody,
     NetworkStatesBody,
     NetworkWeightsBody,
@@ -59,10 +63,34 @@ def _union(scopes: list[Scope], query: Callable[[Scope], list[str]]) -> list[str
 
 
 # -- networks -------------------------------------------------------------------------
+def _body_scope(raw: object) -> Scope:
+    """The scope of a submission: ``'org-campaign-project'`` or alchemiscale's ``{org, campaign, project}``."""
+    try:
+        if isinstance(raw, str):
+            scope = Scope.from_str(raw)
+        elif isinstance(raw, dict) and set(raw) <= {"org", "campaign", "project"}:
+            scope = Scope.from_dict(raw)
+        else:
+            scope = None
+    except ScopePartTooLong as exc:
+        # Well-formed but over the object store's limit: refused here (422), not at the
+        # first result upload, where a service would rerun the task forever.
+        raise HTTPException(422, str(exc)) from None
+    except (InvalidIdentifier, ValueError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    if scope is None or not scope.specific:
+        raise HTTPException(
+            400, "scope must be a specific 'org-campaign-project' string or {org, campaign, project} object"
+        )
+    return scope
+
+
 @router.post("/networks", summary="Submit a network keyed chain into a scope")
 async def create_network(
     request: Request, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> dict:
+    """Answers alchemiscale's ScopedKey object ``{gufe_key, org, campaign, project}``, plus
+    ``network`` (the key's string) and the counts of objects created, which its client ignores."""
     try:
         body = json_body(await request.body())
     except ValueError as exc:
@@ -71,30 +99,35 @@ async def create_network(
         raise HTTPException(
             422, "body must be an object {network: <keyed chain>, scope: 'org-campaign-project', state?}"
         )
-    try:
-        scope = Scope.from_str(body["scope"]) if isinstance(body["scope"], str) else None
-    except ScopePartTooLong as exc:
-        # Well-formed but over the object store's limit: refused here (422), not at the
-        # first result upload, where a service would rerun the task forever.
-        raise HTTPException(422, str(exc)) from None
-    except (InvalidIdentifier, ValueError) as exc:
-        raise HTTPException(400, str(exc)) from None
-    if scope is None or not scope.specific:
-        raise HTTPException(400, "scope must be a specific 'org-campaign-project' string")
+    scope = _body_scope(body["scope"])
     token.require(scope)
-    state = body.get("state", "active")
+    state = body.get("state") or "active"
     sk, stats = await run_in_threadpool(store.assemble_network, body["network"], scope, state=state)
-    return {"network": str(sk), **stats}
+    sk = ScopedKey.coerce(sk)
+    return {**sk.to_dict(), "network": str(sk), **stats}
 
 
-@router.get("/networks", summary="Query networks by name regex, scope and state")
+_STATES = ("active", "inactive", "invalid", "deleted")
+
+
+@router.get("/networks", summary="Query networks by name regex, scope and state regex")
 def query_networks(
     scopes: list[Scope] = Depends(visible_scopes),
     store: Neo4jStore = Depends(get_store),
     name: str | None = None,
-    state: str | None = "active",
+    state: str | None = None,
 ) -> list[str]:
-    return _union(scopes, lambda sc: store.query_networks(name=name, scope=sc, state=state or None))
+    """``state`` is a regex over the states, as alchemiscale's (absent or empty: any state)."""
+    if not state or state in _STATES:
+        return _union(scopes, lambda sc: store.query_networks(name=name, scope=sc, state=state or None))
+    try:
+        pattern = re.compile(state)
+    except re.error as exc:
+        raise HTTPException(400, f"state {state!r} is not a valid regex: {exc}") from None
+    wanted = [st for st in _STATES if pattern.fullmatch(st)]
+    return _union(
+        scopes, lambda sc: [k for st in wanted for k in store.query_networks(name=name, scope=sc, state=st)]
+    )
 
 
 @router.get("/networks/{network}", summary="A network as a keyed chain")
@@ -125,42 +158,49 @@ def get_network_weight(
     return store.get_network_weight([str(token.require_key(network))])[0]
 
 
-@router.post("/networks/{network}/weight")
+@router.post("/networks/{network}/weight", summary="Set the hub weight: a bare number or {weight}")
 def set_network_weight(
     network: str,
-    body: WeightBody,
+    body: Annotated[float | WeightBody, Body()],
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
-) -> None:
-    store.set_network_weight([str(token.require_key(network))], [body.weight])
+) -> str:
+    weight = body.weight if isinstance(body, WeightBody) else body
+    if not 0 <= weight <= 1:
+        raise HTTPException(422, f"weight {weight!r} must be between 0 and 1")
+    net = need(token, network)
+    store.set_network_weight([str(net)], [weight])
+    return str(net)
 
 
 @router.post("/bulk/networks/weight/get")
 def bulk_get_weight(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[float | None]:
-    return store.get_network_weight([str(token.require_key(n)) for n in body.networks])
+    return store.get_network_weight([str(need(token, n)) for n in body.networks])
 
 
-@router.post("/bulk/networks/weight/set")
+@router.post("/bulk/networks/weight/set", summary="Set hub weights; answers the networks' keys")
 def bulk_set_weight(
     body: NetworkWeightsBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> None:
-    store.set_network_weight([str(token.require_key(n)) for n in body.networks], body.weights)
+) -> list[str]:
+    keys = [str(need(token, n)) for n in body.networks]
+    store.set_network_weight(keys, body.weights)
+    return keys
 
 
 @router.post("/bulk/networks/state/set")
 def bulk_set_state(
     body: NetworkStatesBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
-    return store.set_network_state([str(token.require_key(n)) for n in body.networks], body.states)
+    return store.set_network_state([str(need(token, n)) for n in body.networks], body.states)
 
 
 @router.post("/bulk/networks/state/get")
 def bulk_get_state(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
-    return store.get_network_state([str(token.require_key(n)) for n in body.networks])
+    return store.get_network_state([str(need(token, n)) for n in body.networks])
 
 
 # -- restart patterns -----------------------------------------------------------------------
@@ -184,31 +224,49 @@ def remove_restart_patterns(
     store.remove_task_restart_patterns(str(token.require_key(network)), body.patterns)
 
 
-# A POST, not alchemiscale's state-changing GET.
-@router.post("/networks/{network}/restartpatterns/clear")
+def _clear(network: str, token: TokenData, store: Neo4jStore) -> list[str]:
+    net = str(token.require_key(network))
+    store.clear_task_restart_patterns(net)
+    return [net]
+
+
+@router.get(
+    "/networks/{network}/restartpatterns/clear", summary="Clear restart patterns (alchemiscale's GET)"
+)
+def clear_restart_patterns_get(
+    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[str]:
+    return _clear(network, token, store)
+
+
+@router.post("/networks/{network}/restartpatterns/clear", summary="Clear restart patterns")
 def clear_restart_patterns(
     network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> None:
-    store.clear_task_restart_patterns(str(token.require_key(network)))
+) -> list[str]:
+    return _clear(network, token, store)
 
 
 @router.post("/networks/{network}/restartpatterns/maxretries")
 def set_restart_max_retries(
     network: str,
-    body: RestartPatternsBody,
+    body: MaxRetriesBody,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> None:
-    store.set_task_restart_patterns_max_retries(
-        str(token.require_key(network)), body.patterns, body.num_allowed_restarts
-    )
+    store.set_task_restart_patterns_max_retries(str(token.require_key(network)), body.patterns, body.count)
 
 
-@router.post("/bulk/networks/restartpatterns/get")
+@router.post(
+    "/bulk/networks/restartpatterns/get", summary="Restart patterns: {network: [[pattern, allowed], ...]}"
+)
 def get_restart_patterns(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> dict[str, dict[str, int]]:
-    return {n: store.get_task_restart_patterns(str(token.require_key(n))) for n in body.networks}
+) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for n in body.networks:
+        key = str(need(token, n))
+        out[key] = sorted(store.get_task_restart_patterns(key).items())
+    return out
 
 
 # -- transformations and chemical systems --------------------------------------------------

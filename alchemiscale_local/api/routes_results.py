@@ -4,64 +4,114 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Depends, HTTPException
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.models import InvalidIdentifier, Scope
+from alchemiscale_local.wire import REFS_MEDIA_TYPE, ZSTD_MEDIA_TYPE, ref_token, result_ref_key
 
 from .auth import TokenData, user_token
 from .deps import get_objects, get_store
+from .routes_base import need
 from .schemas import BulkResultsBody, LocationsBody
 
 router = APIRouter(dependencies=[Depends(user_token)])
 
-ZSTD = "application/zstd"
+ZSTD = ZSTD_MEDIA_TYPE
 
 
 def _public(refs: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "tracebacks" or not r.get("ok")} for r in refs]
 
 
+def _refs_response(request: Request, refs: list[dict], scope: Scope) -> list:
+    """Reference objects for ``Accept: REFS_MEDIA_TYPE`` (this project's client); else, as alchemiscale,
+    the ``ProtocolDAGResultRef`` keys."""
+    if REFS_MEDIA_TYPE in request.headers.get("accept", ""):
+        return _public(refs)
+    parts = scope.to_path_parts()
+    return [result_ref_key(r["pdr_key"], parts) for r in refs if r.get("pdr_key")]
+
+
 @router.get("/transformations/{transformation}/results", summary="References of successful results")
 def transformation_results(
-    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[dict]:
-    return _public(store.get_transformation_results(str(token.require_key(transformation)), ok=True))
+    transformation: str,
+    request: Request,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list:
+    tf = token.require_key(transformation)
+    return _refs_response(request, store.get_transformation_results(str(tf), ok=True), tf.scope)
 
 
 @router.get(
     "/transformations/{transformation}/failures", summary="References of failed results, with tracebacks"
 )
 def transformation_failures(
-    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[dict]:
-    return _public(store.get_transformation_results(str(token.require_key(transformation)), ok=False))
+    transformation: str,
+    request: Request,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list:
+    tf = token.require_key(transformation)
+    return _refs_response(request, store.get_transformation_results(str(tf), ok=False), tf.scope)
 
 
 @router.get("/tasks/{task}/results")
 def task_results(
-    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[dict]:
-    return _public(store.get_task_results(str(token.require_key(task)), ok=True))
+    task: str,
+    request: Request,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list:
+    sk = token.require_key(task)
+    return _refs_response(request, store.get_task_results(str(sk), ok=True), sk.scope)
 
 
 @router.get("/tasks/{task}/failures")
 def task_failures(
-    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[dict]:
-    return _public(store.get_task_results(str(token.require_key(task)), ok=False))
+    task: str,
+    request: Request,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> list:
+    sk = token.require_key(task)
+    return _refs_response(request, store.get_task_results(str(sk), ok=False), sk.scope)
 
 
 def _stream_result(
-    kind: str, transformation: str, pdr_key: str, token: TokenData, store: Neo4jStore, objects: ObjectStore
-) -> StreamingResponse:
+    kind: str,
+    transformation: str,
+    segment: str,
+    request: Request,
+    token: TokenData,
+    store: Neo4jStore,
+    objects: ObjectStore,
+):
+    """Raw zstd bytes (``Accept: application/zstd``, streamed, with X-Content-SHA256), else alchemiscale's
+    ``["<zstd bytes as latin-1>"]`` JSON. ``segment``: a ProtocolDAGResultRef key or a pdr key."""
     tf = token.require_key(transformation)
-    location = objects.result_location(tf.scope, tf.gufe_key, pdr_key, ok=(kind == "results"))
+    ok = kind == "results"
+    pdr_key = segment
+    if (token_ := ref_token(segment)) is not None:
+        token.require_key(segment)
+        found = [
+            r["pdr_key"]
+            for r in store.get_transformation_results(str(tf), ok=ok)
+            if (r.get("pdr_key") or "").split("-", 1)[-1] == token_
+        ]
+        if not found:
+            raise HTTPException(404, f"no {kind[:-1]} {segment} of {tf}")
+        pdr_key = found[0]
+    location = objects.result_location(tf.scope, tf.gufe_key, pdr_key, ok=ok)
     ref = store.get_result_ref(location)
     if ref["transformation"] != str(tf):
         raise HTTPException(404, f"no {kind[:-1]} {pdr_key} of {tf}")
+    if ZSTD not in request.headers.get("accept", ""):
+        data = objects.get_result(location, ref["sha256"])
+        return JSONResponse([data.decode("latin-1")])
     # Open first so a missing or unreadable object is an error status, not a cut stream.
     fh = objects.open_result(location, ref["sha256"])
 
@@ -79,30 +129,32 @@ def _stream_result(
 
 @router.get(
     "/transformations/{transformation}/results/{pdr_key}",
-    summary="A successful ProtocolDAGResult: zstd-compressed keyed-chain JSON",
+    summary="A successful ProtocolDAGResult: zstd keyed-chain JSON (raw with Accept: application/zstd)",
 )
 def result_bytes(
     transformation: str,
     pdr_key: str,
+    request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ):
-    return _stream_result("results", transformation, pdr_key, token, store, objects)
+    return _stream_result("results", transformation, pdr_key, request, token, store, objects)
 
 
 @router.get(
     "/transformations/{transformation}/failures/{pdr_key}",
-    summary="A failed ProtocolDAGResult: zstd-compressed keyed-chain JSON",
+    summary="A failed ProtocolDAGResult: zstd keyed-chain JSON (raw with Accept: application/zstd)",
 )
 def failure_bytes(
     transformation: str,
     pdr_key: str,
+    request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ):
-    return _stream_result("failures", transformation, pdr_key, token, store, objects)
+    return _stream_result("failures", transformation, pdr_key, request, token, store, objects)
 
 
 BUNDLE = "application/x-alchemiscale-local-bundle"
@@ -112,7 +164,7 @@ BUNDLE = "application/x-alchemiscale-local-bundle"
 def bulk_results(
     body: BulkResultsBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> dict[str, list[dict]]:
-    return store.get_results_refs([str(token.require_key(t)) for t in body.transformations], ok=body.ok)
+    return store.get_results_refs([str(need(token, t)) for t in body.transformations], ok=body.ok)
 
 
 def _location_scope(location: str) -> Scope:

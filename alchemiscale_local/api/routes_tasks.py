@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from typing import Annotated, Any
 
-from alchemiscale_local.backends.statestore import Neo4jStore
-from alchemiscale_local.models import InvalidIdentifier, ScopedKey
+from fastapi import APIRouter, Body, Depends, HTTPException
+
+from alchemiscale_local.backends.statestore import InvalidTransition, Neo4jStore, NotFound
+from alchemiscale_local.models import Scope, ScopedKey
 
 from .auth import TokenData, parse_scope_param, user_token
 from .deps import get_store
+from .routes_base import need
+from .routes_networks import visible_scopes
 from .schemas import (
     ActionBody,
+    ActionedBody,
+    BulkActionedBody,
     BulkCreateTasksBody,
     CreateTasksBody,
+    LooseTaskKeysBody,
     NetworksBody,
+    TaskKeysBody,
     TaskPriorityBody,
-    TasksBody,
     TaskStatusBody,
 )
 
 router = APIRouter(dependencies=[Depends(user_token)])
 
 
-def _visible_or_none(token: TokenData, keys: list[str]) -> list[str | None]:
-    """Keys the token may see; None in place of malformed or out-of-scope ones (bulk getters)."""
-    out: list[str | None] = []
-    for k in keys:
-        try:
-            sk = ScopedKey.from_str(k)
-        except (InvalidIdentifier, ValueError):
-            out.append(None)
-            continue
-        out.append(str(sk) if token.allows(sk.scope) else None)
-    return out
+def _visible_or_none(token: TokenData, keys: list[ScopedKey | None]) -> list[str | None]:
+    """Keys the token may see; None in place of unreadable or out-of-scope ones (bulk getters)."""
+    return [str(sk) if sk is not None and token.allows(sk.scope) else None for sk in keys]
+
+
+def _weights_or_keys(
+    weights: dict[str, float], body: ActionedBody | BulkActionedBody | None
+) -> dict[str, float] | list[str]:
+    """``{key: weight}``, or alchemiscale's list of keys when the body says ``task_weights: false``."""
+    return weights if body is None or body.task_weights else list(weights)
 
 
 def _fill(keys: list[str | None], values: list) -> list:
@@ -48,7 +54,7 @@ def create_tasks(
     store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
     tf = str(token.require_key(transformation))
-    ext = str(token.require_key(body.extends)) if body.extends else None
+    ext = str(need(token, body.extends)) if body.extends else None
     return store.create_tasks([tf] * body.count, [ext] * body.count, creator=token.identifier)
 
 
@@ -56,22 +62,30 @@ def create_tasks(
 def bulk_create_tasks(
     body: BulkCreateTasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    tfs = [str(token.require_key(t)) for t in body.transformations]
-    exts = [str(token.require_key(e)) if e else None for e in body.extends] if body.extends else None
+    tfs = [str(need(token, t)) for t in body.transformations]
+    exts = [str(need(token, e)) if e else None for e in body.extends] if body.extends else None
     return store.create_tasks(tfs, exts, creator=token.identifier)
 
 
-@router.get("/transformations/{transformation}/tasks")
+@router.get("/transformations/{transformation}/tasks", summary="Tasks of a transformation (list or graph)")
 def transformation_tasks(
     transformation: str,
     extends: str | None = None,
     status: str | None = None,
+    return_as: str = "list",
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
-) -> list[str]:
+) -> list[str] | dict[str, str | None]:
+    """``return_as=graph``: ``{task: the task it extends, or null}`` (alchemiscale's)."""
+    if return_as not in ("list", "graph"):
+        raise HTTPException(400, f"`return_as` takes 'list' or 'graph', not '{return_as}'")
     tf = str(token.require_key(transformation))
     ext = str(token.require_key(extends)) if extends else None
-    return store.get_transformation_tasks(tf, extends=ext, status=status)
+    tasks = store.get_transformation_tasks(tf, extends=ext, status=status)
+    if return_as == "list":
+        return tasks
+    rows = store.get_tasks(tasks)
+    return {k: (row or {}).get("extends") for k, row in zip(tasks, rows, strict=True)}
 
 
 @router.get("/transformations/{transformation}/status")
@@ -81,15 +95,14 @@ def transformation_status(
     return store.get_transformation_status(str(token.require_key(transformation)))
 
 
-@router.get("/tasks", summary="Query tasks by scope and status")
+@router.get("/tasks", summary="Query tasks by scope (or org/campaign/project) and status")
 def query_tasks(
     status: str | None = None,
-    scope: str | None = None,
-    token: TokenData = Depends(user_token),
+    scopes: list[Scope] = Depends(visible_scopes),
     store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
     out: set[str] = set()
-    for sc in token.visible(parse_scope_param(scope)):
+    for sc in scopes:
         out.update(store.query_tasks(scope=str(sc), status=status))
     return sorted(out)
 
@@ -110,9 +123,12 @@ def task_networks(
 
 @router.post("/tasks/{task}/networks/actioned")
 def task_actioned_networks(
-    task: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> dict[str, float]:
-    return store.get_task_actioned_networks(str(token.require_key(task)))
+    task: str,
+    body: ActionedBody | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> dict[str, float] | list[str]:
+    return _weights_or_keys(store.get_task_actioned_networks(str(token.require_key(task))), body)
 
 
 @router.get("/tasks/{task}/status")
@@ -127,22 +143,45 @@ def task_status(
 
 @router.post("/bulk/tasks/status/get")
 def bulk_task_status(
-    body: TasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    body: LooseTaskKeysBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
     keys = _visible_or_none(token, body.tasks)
     return _fill(keys, store.get_task_status([k for k in keys if k is not None]))
 
 
-@router.post("/bulk/tasks/status/set", summary="Set tasks to waiting, invalid or deleted (all or nothing)")
+@router.post("/bulk/tasks/status/set", summary="Set tasks to waiting, invalid or deleted")
 def bulk_set_task_status(
     body: TaskStatusBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> list[str]:
-    return store.set_task_status([str(token.require_key(t)) for t in body.tasks], body.status)
+) -> list[str | None]:
+    """As alchemiscale: None in place of each task that does not exist or cannot take the status."""
+    keys = [str(need(token, t)) for t in body.tasks]
+    try:
+        return store.set_task_status(keys, body.status)
+    except (NotFound, InvalidTransition):
+        pass  # some task cannot change: set the others one by one (the store is all-or-nothing)
+    return [_set_one(store, k, body.status) for k in keys]
+
+
+def _set_one(store: Neo4jStore, key: str, status: str) -> str | None:
+    try:
+        return store.set_task_status([key], status)[0]
+    except (NotFound, InvalidTransition):
+        return None
+
+
+@router.post("/tasks/{task}/status", summary="Set one task's status; its key, or null if it cannot")
+def set_task_status(
+    task: str,
+    status: Annotated[str, Body()],
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> str | None:
+    return _set_one(store, str(token.require_key(task)), status)
 
 
 @router.post("/bulk/tasks/priority/get")
 def bulk_task_priority(
-    body: TasksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    body: LooseTaskKeysBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[int | None]:
     keys = _visible_or_none(token, body.tasks)
     return _fill(keys, store.get_task_priority([k for k in keys if k is not None]))
@@ -152,7 +191,7 @@ def bulk_task_priority(
 def bulk_set_task_priority(
     body: TaskPriorityBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
-    return store.set_task_priority([str(token.require_key(t)) for t in body.tasks], body.priority)
+    return store.set_task_priority([str(need(token, t)) for t in body.tasks], body.priority)
 
 
 @router.get("/networks/{network}/tasks")
@@ -173,32 +212,37 @@ def action_tasks(
     store: Neo4jStore = Depends(get_store),
 ) -> list[str | None]:
     net = str(token.require_key(network))
-    return store.action_tasks([str(token.require_key(t)) for t in body.tasks], net, body.weight)
+    return store.action_tasks([str(need(token, t)) for t in body.tasks], net, body.weight)
 
 
 @router.post("/networks/{network}/tasks/cancel")
 def cancel_tasks(
     network: str,
-    body: TasksBody,
+    body: TaskKeysBody,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> list[str | None]:
     net = str(token.require_key(network))
-    return store.cancel_tasks([str(token.require_key(t)) for t in body.tasks], net)
+    return store.cancel_tasks([str(need(token, t)) for t in body.tasks], net)
 
 
 @router.post("/networks/{network}/tasks/actioned", summary="Actioned tasks with their weights")
 def actioned_tasks(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> dict[str, float]:
-    return store.get_network_actioned_tasks(str(token.require_key(network)))
+    network: str,
+    body: ActionedBody | None = None,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
+) -> dict[str, float] | list[str]:
+    return _weights_or_keys(store.get_network_actioned_tasks(str(token.require_key(network))), body)
 
 
-@router.post("/bulk/networks/tasks/actioned")
+@router.post("/bulk/networks/tasks/actioned", summary="Actioned tasks of each network, in input order")
 def bulk_actioned_tasks(
-    body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> dict[str, dict[str, float]]:
-    return {n: store.get_network_actioned_tasks(str(token.require_key(n))) for n in body.networks}
+    body: BulkActionedBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+) -> list[Any]:
+    return [
+        _weights_or_keys(store.get_network_actioned_tasks(str(need(token, n))), body) for n in body.networks
+    ]
 
 
 @router.get("/networks/{network}/status")
@@ -212,7 +256,7 @@ def network_status(
 def bulk_network_status(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[dict[str, int]]:
-    return store.get_network_status([str(token.require_key(n)) for n in body.networks])
+    return store.get_network_status([str(need(token, n)) for n in body.networks])
 
 
 @router.get("/scopes/{scope}/status", summary="Task status counts over the visible sub-scopes")

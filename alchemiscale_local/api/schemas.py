@@ -1,74 +1,42 @@
-"""Request bodies of the API (responses are plain JSON: ScopedKey strings, lists, dicts)."""
+"""Request bodies of the API: the user API's live in :mod:`alchemiscale_local.wire` (re-exported)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-MAX_BULK = 100_000
+from alchemiscale_local.wire import (
+    MAX_BULK,
+    ActionBody,
+    ActionedBody,
+    Body,
+    BulkActionedBody,
+    BulkCreateTasksBody,
+    BulkResultsBody,
+    CreateTasksBody,
+    LocationsBody,
+    LooseTaskKeysBody,
+    MaxRetriesBody,
+    NetworksBody,
+    NetworkStatesBody,
+    NetworkWeightsBody,
+    PatternsBody,
+    RestartPatternsBody,
+    TaskKeysBody,
+    TaskPriorityBody,
+    TaskStatusBody,
+    WeightBody,
+)
 
+#: Keys as strings (the compute API's bodies).
 Keys = Annotated[list[str], Field(max_length=MAX_BULK)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NetworksBody(Body):
-    networks: Keys
-
-
-class NetworkStatesBody(Body):
-    networks: Keys
-    states: Keys
-
-
-class NetworkWeightsBody(Body):
-    networks: Keys
-    weights: Annotated[list[float], Field(max_length=MAX_BULK)]
-
-
-class WeightBody(Body):
-    weight: float = Field(ge=0, le=1)
-
-
 class TasksBody(Body):
+    """Task keys as strings (compute routes)."""
+
     tasks: Keys
-
-
-class ActionBody(Body):
-    tasks: Keys
-    weight: float | list[float] | None = None
-
-
-class TaskStatusBody(Body):
-    tasks: Keys
-    status: str
-
-
-class TaskPriorityBody(Body):
-    tasks: Keys
-    priority: int = Field(ge=1, le=2**63 - 1)
-
-
-class CreateTasksBody(Body):
-    count: int = Field(1, ge=1, le=10_000)
-    extends: str | None = None
-
-
-class BulkCreateTasksBody(Body):
-    transformations: Keys
-    extends: list[str | None] | None = None
-
-
-class RestartPatternsBody(Body):
-    patterns: Annotated[list[str], Field(max_length=1000)]
-    num_allowed_restarts: int = Field(1, ge=1, le=1_000_000)
-
-
-class PatternsBody(Body):
-    patterns: Annotated[list[str], Field(max_length=1000)]
 
 
 class ClaimBody(Body):
@@ -79,10 +47,28 @@ class ClaimBody(Body):
     scopes_exclude: Annotated[list[str], Field(max_length=1000)] | None = None
 
 
-class BulkResultsBody(Body):
-    transformations: Keys
-    ok: bool | None = True
-
-
-class LocationsBody(Body):
-    locations: Annotated[list[str], Field(max_length=10_000)]
+__all__ = [
+    "MAX_BULK",
+    "ActionBody",
+    "ActionedBody",
+    "Body",
+    "BulkActionedBody",
+    "BulkCreateTasksBody",
+    "BulkResultsBody",
+    "ClaimBody",
+    "CreateTasksBody",
+    "Keys",
+    "LocationsBody",
+    "LooseTaskKeysBody",
+    "MaxRetriesBody",
+    "NetworksBody",
+    "NetworkStatesBody",
+    "NetworkWeightsBody",
+    "PatternsBody",
+    "RestartPatternsBody",
+    "TaskKeysBody",
+    "TaskPriorityBody",
+    "TaskStatusBody",
+    "TasksBody",
+    "WeightBody",
+]

@@ -116,10 +116,9 @@ def register(app: typer.Typer) -> None:
         stopping["starting"] = False
         try:
             console.print(_summary(settings, dep))
-            console.print(
-                f"[bold]Dashboard[/] {dashboard_login_url(dep.api_url, settings, dep.credentials['user']['identifier'])}  (one-time link, 15 min)",
-                soft_wrap=True,
-            )
+            assert dep.api_url and dep.credentials  # both set by a successful start()
+            link = dashboard_login_url(dep.api_url, settings, dep.credentials["user"]["identifier"])
+            console.print(f"[bold]Dashboard[/] {link}  (one-time link, 15 min)", soft_wrap=True)
             if live and console.is_terminal:
                 with Live(_status_table(dep.store), console=console, refresh_per_second=1) as view:
                     while not stopping["flag"]:
@@ -171,7 +170,9 @@ def register(app: typer.Typer) -> None:
         child = settings_from_file(Path(state["settings_file"]))
         neo = child.neo4j
         console.print(f"[bold]Neo4j[/] {neo.uri}")
-        store = Neo4jStore.connect(neo.uri, neo.user, neo.password.get_secret_value(), neo.database)
+        store = Neo4jStore.connect(
+            neo.uri, neo.user, neo.password.get_secret_value() if neo.password else "", neo.database
+        )
         try:
             store.check()
             console.print(_status_table(store))

@@ -24,8 +24,11 @@ def show_task_log(settings: Settings, task: str, lines: int, pdr_key: str | None
             f"no credentials for deployment {settings.name!r} ({settings.credentials_file}); is it up?"
         )
     try:
-        with AlchemiscaleLocalClient(credentials_file=settings.credentials_file, max_retries=1) as client:
+        client = AlchemiscaleLocalClient(credentials_file=settings.credentials_file, max_retries=1)
+        try:
             text = client.get_task_log(task, pdr_key=pdr_key)
+        finally:
+            client.close()
     except ClientError as exc:
         raise fail(f"could not get the protocol log of {task}: {exc}") from None
     console.rule(f"protocol log of {task}")

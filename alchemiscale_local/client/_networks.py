@@ -32,13 +32,43 @@ class NetworksMixin(BaseClient):
     """Networks, transformations, chemical systems, restart patterns."""
 
     _as_gufe: bool
+    _cache_key: Any  # the user client's per-identity key for its disk cache
 
-    def _document(self, route: str, key: SK, visualize: bool, what: str) -> Any:
-        with display.spinner(f"retrieving {what} {key}", visualize):
-            text = self._request("GET", f"/{route}/{seg(key)}").text
+    def _document(self, route: str, key: SK, visualize: bool, what: str, compress: bool = True) -> Any:
+        """A gufe document by key: from the disk cache (immutable: keys are content hashes) or the API."""
+        cache = getattr(self, "_cache", None)
+        cache_key = self._cache_key(sk_str(key)) if cache is not None else ""
+        text = cache.get_text(cache_key) if cache is not None else None
+        if text is None:
+            headers = {} if compress else {"Accept-Encoding": "identity"}
+            with display.spinner(f"retrieving {what} {key}", visualize):
+                text = self._request("GET", f"/{route}/{seg(key)}", headers=headers).text
+            if cache is not None:
+                cache.add_text(cache_key, text)
         return from_keyed_chain(json.loads(text), self._as_gufe)
 
     # -- existence ------------------------------------------------------------------------
+    def get_scoped_key(self, obj: Any, scope: Scope | str) -> ScopedKey:
+        """The ScopedKey of a gufe object (or keyed dict with a key) in a specific scope; no server call.
+
+        Deprecated in alchemiscale (kept for its scripts): prefer the keys the server returns,
+        e.g. :meth:`get_network_transformations`.
+        """
+        import warnings
+
+        warnings.warn(
+            "`get_scoped_key` is deprecated; use the ScopedKeys the server returns",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        sc = scope if isinstance(scope, Scope) else Scope.from_str(scope)
+        if not sc.specific():
+            raise ValueError("Scope for a ScopedKey must be specific; it cannot contain wildcards.")
+        key = getattr(obj, "key", None) or (obj.get(":gufe-key:") if isinstance(obj, dict) else None)
+        if key is None:
+            raise ValueError("obj has no gufe key")
+        return ScopedKey(gufe_key=str(key), org=sc.org, campaign=sc.campaign, project=sc.project)
+
     def check_exists(self, scoped_key: SK) -> bool:
         """Whether the object or task exists in the state store."""
         return bool(self._get(f"/exists/{seg(scoped_key)}"))
@@ -49,8 +79,7 @@ class NetworksMixin(BaseClient):
         network: Any,
         scope: Scope | str,
         state: str = "active",
-        *,
-        compress: bool = True,
+        compress: bool | int = True,
         visualize: bool = True,
     ) -> ScopedKey:
         """Submit a network (gufe AlchemicalNetwork, keyed chain, JSON text or path) into a specific scope.
@@ -59,14 +88,14 @@ class NetworksMixin(BaseClient):
         """
         chain = to_keyed_chain(network)
         _check_transformations(chain)
-        body = {"network": chain, "scope": str(scope), "state": state}
+        body = {"network": chain, "scope": str(scope), "state": str(getattr(state, "value", state))}
         with display.spinner(f"submitting network ({len(chain)} objects) to {scope}", visualize):
-            out = self._post("/networks", body, compress=compress)
+            out = self._post("/networks", body, compress=bool(compress))
         return ScopedKey.from_str(out["network"])
 
-    def get_network(self, network: SK, *, visualize: bool = True) -> Any:
+    def get_network(self, network: SK, compress: bool = True, visualize: bool = True) -> Any:
         """The network: a gufe AlchemicalNetwork, or its keyed chain without gufe."""
-        return self._document("networks", network, visualize, "network")
+        return self._document("networks", network, visualize, "network", compress)
 
     def query_networks(
         self, name: str | None = None, scope: Scope | str | None = None, state: str | None = "active"
@@ -108,27 +137,31 @@ class NetworksMixin(BaseClient):
         """The network's TaskHub weight (0-1)."""
         return self._get(f"/networks/{seg(network)}/weight")
 
-    def set_network_weight(self, network: SK, weight: float) -> None:
+    def set_network_weight(self, network: SK, weight: float) -> ScopedKey | None:
         """Set the TaskHub weight in [0, 1]; 0 stops claims from the network without cancelling."""
-        self._post(f"/networks/{seg(network)}/weight", {"weight": weight})
+        return to_sk(self._post(f"/networks/{seg(network)}/weight", weight))
 
-    def get_networks_weight(self, networks: list[SK], *, batch_size: int = 1000) -> list[float | None]:
+    def get_networks_weight(self, networks: list[SK], batch_size: int = 1000) -> list[float | None]:
         out: list[float | None] = []
         for chunk in batched([sk_str(n) for n in networks], batch_size):
             out.extend(self._post("/bulk/networks/weight/get", {"networks": list(chunk)}))
         return out
 
     def set_networks_weight(
-        self, networks: list[SK], weights: list[float], *, batch_size: int = 1000
-    ) -> None:
+        self, networks: list[SK], weights: list[float], batch_size: int = 1000
+    ) -> list[ScopedKey | None]:
+        """Set each network's hub weight; the networks' keys in input order."""
         if len(networks) != len(weights):
             raise ValueError("networks and weights must have the same length")
         pairs = list(zip([sk_str(n) for n in networks], weights, strict=False))
+        out: list[ScopedKey | None] = []
         for chunk in batched(pairs, batch_size):
-            self._post(
+            got = self._post(
                 "/bulk/networks/weight/set",
                 {"networks": [n for n, _ in chunk], "weights": [w for _, w in chunk]},
             )
+            out.extend(to_sk(k) for k in got)
+        return out
 
     def get_network_transformations(self, network: SK) -> list[ScopedKey]:
         """Transformations and NonTransformations of a network (the authoritative keys)."""
@@ -154,13 +187,13 @@ class NetworksMixin(BaseClient):
     ) -> list[ScopedKey]:
         return self._keys("/chemicalsystems", name=name, scope=_scope_str(scope))
 
-    def get_transformation(self, transformation: SK, *, visualize: bool = True) -> Any:
+    def get_transformation(self, transformation: SK, compress: bool = True, visualize: bool = True) -> Any:
         """A gufe Transformation, or its keyed chain without gufe."""
-        return self._document("transformations", transformation, visualize, "transformation")
+        return self._document("transformations", transformation, visualize, "transformation", compress)
 
-    def get_chemicalsystem(self, chemicalsystem: SK, *, visualize: bool = True) -> Any:
+    def get_chemicalsystem(self, chemicalsystem: SK, compress: bool = True, visualize: bool = True) -> Any:
         """A gufe ChemicalSystem, or its keyed chain without gufe."""
-        return self._document("chemicalsystems", chemicalsystem, visualize, "chemical system")
+        return self._document("chemicalsystems", chemicalsystem, visualize, "chemical system", compress)
 
     def get_transformation_chemicalsystems(self, transformation: SK) -> list[ScopedKey]:
         return self._keys(f"/transformations/{seg(transformation)}/chemicalsystems")
@@ -169,28 +202,34 @@ class NetworksMixin(BaseClient):
         return self._keys(f"/chemicalsystems/{seg(chemicalsystem)}/transformations")
 
     # -- restart patterns -------------------------------------------------------------------
-    def add_task_restart_patterns(self, network: SK, patterns: list[str], num_allowed_restarts: int) -> None:
+    def add_task_restart_patterns(
+        self, network_scoped_key: SK, patterns: list[str], num_allowed_restarts: int
+    ) -> ScopedKey:
         """Restart errored tasks of the network whose tracebacks match a pattern (regex)."""
         self._post(
-            f"/networks/{seg(network)}/restartpatterns/add",
+            f"/networks/{seg(network_scoped_key)}/restartpatterns/add",
             {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts},
         )
+        return ScopedKey.coerce(network_scoped_key)
 
-    def get_task_restart_patterns(self, network: SK) -> dict[str, int]:
+    def get_task_restart_patterns(self, network_scoped_key: SK) -> dict[str, int]:
         """``{pattern: allowed restarts}`` of the network."""
-        key = sk_str(network)
-        return self._post("/bulk/networks/restartpatterns/get", {"networks": [key]})[key]
+        key = sk_str(network_scoped_key)
+        got = self._post("/bulk/networks/restartpatterns/get", {"networks": [key]})
+        return {pattern: n for pattern, n in got[key]}
 
     def set_task_restart_patterns_allowed_restarts(
-        self, network: SK, patterns: list[str], num_allowed_restarts: int
+        self, network_scoped_key: SK, patterns: list[str], num_allowed_restarts: int
     ) -> None:
         self._post(
-            f"/networks/{seg(network)}/restartpatterns/maxretries",
-            {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts},
+            f"/networks/{seg(network_scoped_key)}/restartpatterns/maxretries",
+            {"patterns": list(patterns), "max_retries": num_allowed_restarts},
         )
 
-    def remove_task_restart_patterns(self, network: SK, patterns: list[str]) -> None:
-        self._post(f"/networks/{seg(network)}/restartpatterns/remove", {"patterns": list(patterns)})
+    def remove_task_restart_patterns(self, network_scoped_key: SK, patterns: list[str]) -> None:
+        self._post(
+            f"/networks/{seg(network_scoped_key)}/restartpatterns/remove", {"patterns": list(patterns)}
+        )
 
-    def clear_task_restart_patterns(self, network: SK) -> None:
-        self._post(f"/networks/{seg(network)}/restartpatterns/clear")
+    def clear_task_restart_patterns(self, network_scoped_key: SK) -> None:
+        self._post(f"/networks/{seg(network_scoped_key)}/restartpatterns/clear")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from alchemiscale_local.keyedchain import parse_chain
 from alchemiscale_local.models import ScopedKey
+from alchemiscale_local.wire import REFS_MEDIA_TYPE, ZSTD_MEDIA_TYPE
 
 from . import display
 from .base import BaseClient, seg, sk_str
@@ -86,13 +87,40 @@ class ResultsMixin(BaseClient):
     _as_gufe: bool
 
     def _refs(self, path: str) -> list[dict[str, Any]]:
-        return self._get(path)
+        # reference objects (size, sha256, tracebacks); without this Accept the API answers
+        # alchemiscale's list of ProtocolDAGResultRef keys
+        return self._request("GET", path, headers={"Accept": REFS_MEDIA_TYPE}).json()
+
+    def _cached_result(self, ref: dict[str, Any]) -> tuple[Any, str, bytes | None]:
+        """(cache, key, bytes) of a result in the disk cache, checked against its sha256; bytes None if absent."""
+        cache = getattr(self, "_cache", None)
+        if cache is None or not ref.get("sha256"):
+            return None, "", None
+        where = ref.get("location") or ref.get("pdr_key")
+        key = self._cache_key(f"result/{where}/{ref['sha256']}")  # type: ignore[attr-defined]
+        data = cache.get(key)
+        if data is not None:
+            try:
+                verify_sha256(data, ref["sha256"], what=f"cached result {where}")
+            except ResultIntegrityError:
+                cache.delete(key)
+                data = None
+        return cache, key, data
 
     def _fetch(self, transformation: str, ref: dict[str, Any], kind: str) -> bytes:
+        cache, cache_key, cached = self._cached_result(ref)
+        if cached is not None:
+            return cached
+        data = self._fetch_remote(transformation, ref, kind)
+        if cache is not None:
+            cache.add(cache_key, data)
+        return data
+
+    def _fetch_remote(self, transformation: str, ref: dict[str, Any], kind: str) -> bytes:
         resp = self._request(
             "GET",
             f"/transformations/{transformation}/{kind}/{ref['pdr_key']}",
-            headers={"Accept-Encoding": "identity"},
+            headers={"Accept-Encoding": "identity", "Accept": ZSTD_MEDIA_TYPE},
         )
         data = resp.content
         header = resp.headers.get("X-Content-SHA256")
@@ -131,7 +159,7 @@ class ResultsMixin(BaseClient):
         transformation: SK,
         return_as: ResultFormatLike = ResultFormat.PROTOCOL_RESULT,
         return_protocoldagresults: bool | None = None,
-        *,
+        compress: bool = True,
         visualize: bool = True,
     ) -> Any:
         """Successful results of a transformation, shaped by ``return_as`` (as alchemiscale 0.8).
@@ -152,7 +180,12 @@ class ResultsMixin(BaseClient):
         return self._shape(tf, self._fetch_all(tf, refs, "results", visualize), fmt)
 
     def get_transformation_failures(
-        self, transformation: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+        self,
+        transformation: SK,
+        compress: bool = True,
+        visualize: bool = True,
+        *,
+        return_as: FailureFormat = "ProtocolDAGResults",
     ) -> list[Any]:
         """Failed results of a transformation (documents, or ``'refs'`` with tracebacks)."""
         tf = seg(transformation)
@@ -245,7 +278,7 @@ class ResultsMixin(BaseClient):
         network: SK,
         return_as: ResultFormatLike = ResultFormat.PROTOCOL_RESULT,
         return_protocoldagresults: bool | None = None,
-        *,
+        compress: bool = True,
         visualize: bool = True,
     ) -> dict[ScopedKey, Any]:
         """``{transformation: result}`` over the network, as ``get_transformation_results`` shapes it
@@ -258,7 +291,12 @@ class ResultsMixin(BaseClient):
         return self._network_results(network, True, fmt, visualize)
 
     def get_network_failures(
-        self, network: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+        self,
+        network: SK,
+        compress: bool = True,
+        visualize: bool = True,
+        *,
+        return_as: FailureFormat = "ProtocolDAGResults",
     ) -> dict[ScopedKey, list[Any]]:
         """``{transformation: [failed result documents]}`` (or their ``'refs'``, with tracebacks)."""
         if return_as not in ("ProtocolDAGResults", "refs"):
@@ -276,13 +314,23 @@ class ResultsMixin(BaseClient):
         return [from_keyed_chain(decode_result(d), self._as_gufe) for d in datas]
 
     def get_task_results(
-        self, task: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+        self,
+        task: SK,
+        compress: bool = True,
+        visualize: bool = True,
+        *,
+        return_as: FailureFormat = "ProtocolDAGResults",
     ) -> list[Any]:
         """Successful result documents of one task (or their ``'refs'``)."""
         return self._task_docs(task, "results", return_as, visualize)
 
     def get_task_failures(
-        self, task: SK, return_as: FailureFormat = "ProtocolDAGResults", *, visualize: bool = True
+        self,
+        task: SK,
+        compress: bool = True,
+        visualize: bool = True,
+        *,
+        return_as: FailureFormat = "ProtocolDAGResults",
     ) -> list[Any]:
         """Failed result documents of one task (or their ``'refs'``, with tracebacks)."""
         return self._task_docs(task, "failures", return_as, visualize)

@@ -63,28 +63,21 @@ class TasksMixin(BaseClient):
 
         ``return_as='graph'`` gives a networkx DiGraph with an edge task -> extended task.
         """
-        tasks = self._keys(
-            f"/transformations/{seg(transformation)}/tasks",
-            extends=sk_str(extends) if extends is not None else None,
-            status=status,
-        )
-        if return_as == "list":
-            return tasks
-        if return_as != "graph":
+        if return_as not in ("list", "graph"):
             raise ValueError("return_as must be 'list' or 'graph'")
+        ext = sk_str(extends) if extends is not None else None
+        if return_as == "list":
+            return self._keys(f"/transformations/{seg(transformation)}/tasks", extends=ext, status=status)
         import networkx as nx
 
+        got = self._get(
+            f"/transformations/{seg(transformation)}/tasks", extends=ext, status=status, return_as="graph"
+        )
         graph = nx.DiGraph()
-        graph.add_nodes_from(tasks)
-        tf = sk_str(transformation)
-
-        def children(task: ScopedKey) -> list[ScopedKey]:
-            return self._keys(f"/transformations/{tf}/tasks", extends=str(task), status=status)
-
-        for parent, kids in zip(tasks, self._map(children, tasks), strict=False):
-            for kid in kids:
-                if kid in graph:
-                    graph.add_edge(kid, parent)
+        for task, parent in got.items():
+            graph.add_node(ScopedKey.from_str(task))
+            if parent is not None:
+                graph.add_edge(ScopedKey.from_str(task), ScopedKey.from_str(parent))
         return graph
 
     def get_task_transformation(self, task: SK) -> ScopedKey:
@@ -126,7 +119,7 @@ class TasksMixin(BaseClient):
 
     def get_network_actioned_tasks(self, network: SK, task_weights: bool = False) -> Any:
         """Actioned tasks: a list, or ``{task: weight}`` with ``task_weights=True``."""
-        got = self._post(f"/networks/{seg(network)}/tasks/actioned")
+        got = self._post(f"/networks/{seg(network)}/tasks/actioned", {"task_weights": True})
         weights = {ScopedKey.from_str(k): w for k, w in got.items()}
         return weights if task_weights else list(weights)
 
@@ -136,30 +129,30 @@ class TasksMixin(BaseClient):
         """:meth:`get_network_actioned_tasks` for several networks, in input order."""
         out: list[Any] = []
         for chunk in batched([sk_str(n) for n in networks], batch_size):
-            got = self._post("/bulk/networks/tasks/actioned", {"networks": list(chunk)})
-            for n in chunk:
-                weights = {ScopedKey.from_str(k): w for k, w in got[n].items()}
+            got = self._post("/bulk/networks/tasks/actioned", {"networks": list(chunk), "task_weights": True})
+            for group in got:
+                weights = {ScopedKey.from_str(k): w for k, w in group.items()}
                 out.append(weights if task_weights else list(weights))
         return out
 
     def get_task_actioned_networks(self, task: SK, task_weights: bool = False) -> Any:
         """Networks whose hub actions the task: a list, or ``{network: weight}``."""
-        got = self._post(f"/tasks/{seg(task)}/networks/actioned")
+        got = self._post(f"/tasks/{seg(task)}/networks/actioned", {"task_weights": True})
         weights = {ScopedKey.from_str(k): w for k, w in got.items()}
         return weights if task_weights else list(weights)
 
     # -- status and priority ----------------------------------------------------------------
     def set_tasks_status(
-        self, tasks: list[SK], status: str, *, batch_size: int = 1000
+        self, tasks: list[SK], status: str, batch_size: int = 1000
     ) -> list[ScopedKey | None]:
-        """Set tasks to waiting, invalid or deleted (each batch all or nothing)."""
+        """Set tasks to waiting, invalid or deleted; None for each task that cannot take the status."""
         out: list[ScopedKey | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
             got = self._post("/bulk/tasks/status/set", {"tasks": list(chunk), "status": str(status)})
             out.extend(to_sk(k) for k in got)
         return out
 
-    def get_tasks_status(self, tasks: list[SK], *, batch_size: int = 1000) -> list[str | None]:
+    def get_tasks_status(self, tasks: list[SK], batch_size: int = 1000) -> list[str | None]:
         """Each task's status; None for missing or inaccessible tasks."""
         out: list[str | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
@@ -167,7 +160,7 @@ class TasksMixin(BaseClient):
         return out
 
     def set_tasks_priority(
-        self, tasks: list[SK], priority: int, *, batch_size: int = 1000
+        self, tasks: list[SK], priority: int, batch_size: int = 1000
     ) -> list[ScopedKey | None]:
         """Set the priority (1 .. 2**63-1; lower runs first); None for missing tasks."""
         out: list[ScopedKey | None] = []
@@ -176,7 +169,7 @@ class TasksMixin(BaseClient):
             out.extend(to_sk(k) for k in got)
         return out
 
-    def get_tasks_priority(self, tasks: list[SK], *, batch_size: int = 1000) -> list[int | None]:
+    def get_tasks_priority(self, tasks: list[SK], batch_size: int = 1000) -> list[int | None]:
         out: list[int | None] = []
         for chunk in batched([sk_str(t) for t in tasks], batch_size):
             out.extend(self._post("/bulk/tasks/priority/get", {"tasks": list(chunk)}))

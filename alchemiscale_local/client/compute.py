@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,9 +72,9 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
         self,
         compute_service_id: str,
         count: int = 1,
-        scopes: list[Scope | str] | None = None,
-        protocols: list[str] | None = None,
-        scopes_exclude: list[Scope | str] | None = None,
+        scopes: Sequence[Scope | str] | None = None,
+        protocols: Sequence[str] | None = None,
+        scopes_exclude: Sequence[Scope | str] | None = None,
     ) -> list[ScopedKey | None] | None:
         """Claim up to ``count`` tasks (none in ``scopes_exclude``); a list padded with None, or
         None when the service is denied."""

@@ -1,7 +1,8 @@
 """Where a client's API URL, identifier and key come from.
 
 Per value, first found wins: an explicit argument, then the environment
-(``ALCHEMISCALE_LOCAL_URL``, ``ALCHEMISCALE_LOCAL_ID``, ``ALCHEMISCALE_LOCAL_KEY``), then the
+(``ALCHEMISCALE_LOCAL_URL``, ``ALCHEMISCALE_LOCAL_ID``, ``ALCHEMISCALE_LOCAL_KEY``), then, for the
+user client, alchemiscale's own (``ALCHEMISCALE_URL``, ``ALCHEMISCALE_ID``, ``ALCHEMISCALE_KEY``), then the
 credentials file a deployment writes (``load_settings().credentials_file``, a 0600 JSON file
 ``{api_url, user: {identifier, key}, compute: {identifier, key}}``).
 """
@@ -20,6 +21,8 @@ from .errors import AuthError
 ENV_URL = "ALCHEMISCALE_LOCAL_URL"
 ENV_ID = "ALCHEMISCALE_LOCAL_ID"
 ENV_KEY = "ALCHEMISCALE_LOCAL_KEY"
+#: alchemiscale's variables, read after ours by the user client (scripts written for alchemiscale)
+ALCHEMISCALE_ENV = {"api_url": "ALCHEMISCALE_URL", "identifier": "ALCHEMISCALE_ID", "key": "ALCHEMISCALE_KEY"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ def _read_file(path: Path, section: str) -> dict[str, Any]:
         raise AuthError(None, f"cannot read credentials file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise AuthError(None, f"credentials file {path} is not a JSON object")
-    ident = data.get(section) if isinstance(data.get(section), dict) else {}
+    found = data.get(section)
+    ident: dict[str, Any] = found if isinstance(found, dict) else {}
     return {"api_url": data.get("api_url"), "identifier": ident.get("identifier"), "key": ident.get("key")}
 
 
@@ -73,6 +77,9 @@ def resolve_credentials(
         "identifier": os.environ.get(ENV_ID),
         "key": os.environ.get(ENV_KEY),
     }
+    if section == "user":
+        for name, var in ALCHEMISCALE_ENV.items():
+            env[name] = env[name] or os.environ.get(var)
     for name, value in explicit.items():
         if value is not None and env[name] and env[name] != value:
             warnings.warn(

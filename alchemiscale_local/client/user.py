@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from alchemiscale_local.models import ScopedKey
 
 from . import display
+from ._archives import ArchivesMixin
 from ._files import TaskFilesMixin
 from ._networks import NetworksMixin
 from ._results import ResultsMixin
 from ._tasks import TasksMixin
 from .base import seg, sk_str
+from .cache import DEFAULT_SIZE_LIMIT, ObjectCache
 from .documents import gufe_available
 
 SK = ScopedKey | str
 DONE = frozenset({"complete", "error", "invalid", "deleted"})
 
 
-class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFilesMixin):
+class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, ArchivesMixin, TaskFilesMixin):
     """Client of the user API.
 
     Credentials: explicit ``api_url``/``identifier``/``key``, else ``ALCHEMISCALE_LOCAL_URL``,
@@ -30,6 +33,10 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFiles
     Args:
         return_gufe: return gufe objects (True), keyed chains (False), or decide by whether
             gufe is importable (None). See :class:`~.base.BaseClient` for the other options.
+        cache_directory, cache_size_limit, use_local_cache: as alchemiscale's, a disk cache
+            (diskcache, LRU) of immutable objects: networks, transformations, chemical systems
+            and results. Default ``$XDG_CACHE_HOME/alchemiscale-local``, 1 GiB, on. Entries are
+            kept per identity and API URL, so one identity never reads what another fetched.
     """
 
     credentials_section = "user"
@@ -41,6 +48,9 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFiles
         key: str | None = None,
         *,
         return_gufe: bool | None = None,
+        cache_directory: str | Path | None = None,
+        cache_size_limit: int = DEFAULT_SIZE_LIMIT,
+        use_local_cache: bool = True,
         **options: Any,
     ) -> None:
         available = gufe_available()
@@ -48,6 +58,14 @@ class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, TaskFiles
             raise ImportError("return_gufe=True needs gufe installed")
         super().__init__(api_url, identifier, key, **options)
         self._as_gufe = available if return_gufe is None else bool(return_gufe)
+        self._cache = ObjectCache(cache_directory, cache_size_limit, use_local_cache)
+
+    def _cache_key(self, key: str) -> str:
+        return f"{self.identifier}@{self.api_url}/{key}"
+
+    def close(self) -> None:
+        self._cache.close()
+        super().close()
 
     def wait(
         self, network: SK, timeout: float | None = None, poll: float = 1.0, visualize: bool = True

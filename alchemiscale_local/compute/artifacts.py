@@ -91,12 +91,12 @@ def select_files(ws: TaskWorkspace, policy: ArtifactSettings) -> Selection:
     sel = Selection()
     room = policy.max_task_bytes
     if ws.log_file.is_file():
-        size = ws.log_file.stat().st_size
-        keep = min(size, policy.max_log_bytes, room)
-        if keep < size:
-            sel.log_size = size
-        if keep > 0 or size == 0:
-            sel.files.append(Candidate(LOG_NAME, ws.log_file, keep, offset=size - keep))
+        log_size = ws.log_file.stat().st_size
+        keep = min(log_size, policy.max_log_bytes, room)
+        if keep < log_size:
+            sel.log_size = log_size
+        if keep > 0 or log_size == 0:
+            sel.files.append(Candidate(LOG_NAME, ws.log_file, keep, offset=log_size - keep))
             room -= keep
     found = _walk(ws.shared, "shared") + _walk(ws.permanent, "permanent")
     wanted = []

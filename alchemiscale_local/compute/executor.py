@@ -54,8 +54,12 @@ class TaskExecutor:
         n_retries: int,
         options: dict[str, Any] | None = None,
     ) -> ExecutionOutcome:
-        # A previous task's abandon() must not end this one (the service stops before calling run()).
-        self._abandon.clear()
+        # An abandon() that came before the process exists (a SIGTERM while the service fetched
+        # the inputs) applies to this run: starting it anyway would run the task to its end
+        # with nobody heartbeating for it.
+        if self._abandon.is_set():
+            self._abandon.clear()
+            raise Abandoned(inputs["task"])
         workdir.mkdir(parents=True, exist_ok=True)
         spec = {
             "task_key": inputs["task"],
@@ -78,9 +82,12 @@ class TaskExecutor:
                 # the pid lets the child detect a parent that died before its PDEATHSIG was set.
                 env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
             )
+            if self._abandon.is_set():  # abandon() ran between the check above and Popen
+                self._proc.terminate()
             returncode = self._proc.wait()
             self._proc = None
         if self._abandon.is_set():
+            self._abandon.clear()
             raise Abandoned(inputs["task"])
         outcome_file = workdir / child.OUTCOME
         if returncode == 0 and outcome_file.exists():

@@ -110,7 +110,7 @@ class StoreBase:
     def connect(
         cls, uri: str, user: str, password: str, database: str = "neo4j", **driver_options: Any
     ) -> StoreBase:
-        options = {
+        options: dict[str, Any] = {
             "max_connection_pool_size": 64,
             "connection_acquisition_timeout": 30.0,
             "connection_timeout": 2.0,

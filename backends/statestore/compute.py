@@ -217,7 +217,7 @@ class ComputeMixin(StoreBase):
         exclude_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in excluded]
         protos = list(protocols) if protocols else None
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
-        claimed: list[str] = self._held(identifier, count) if include_held else []
+        claimed: list[str] = self._held(identifier, count, scope_rows) if include_held else []
         for _round in range(8):  # a new read only when concurrent claimers took every candidate
             if len(claimed) >= count:
                 break
@@ -251,7 +251,7 @@ class ComputeMixin(StoreBase):
             self._require_service(identifier)  # an expired service learns it must register again
         return claimed
 
-    def _held(self, identifier: str, count: int) -> list[str]:
+    def _held(self, identifier: str, count: int, scope_rows: list[dict[str, Any]]) -> list[str]:
         # For a service that claims only when it runs nothing, a task it still holds is one whose
         # claim response was lost (e.g. the API died mid-request): hand it over again rather
         # than leave it running forever under a live, heartbeating service.
@@ -259,9 +259,13 @@ class ComputeMixin(StoreBase):
             r["k"]
             for r in self._read(
                 "MATCH (:ComputeServiceRegistration {identifier: $id})-[:CLAIMS]->(t:Task {status: 'running'}) "
+                # only within the scopes asked for (the caller's), like any claim
+                "WHERE any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org) "
+                "AND (s.campaign IS NULL OR t._campaign = s.campaign) AND (s.project IS NULL OR t._project = s.project)) "
                 "RETURN t._scoped_key AS k ORDER BY k LIMIT $n",
                 id=identifier,
                 n=count,
+                scopes=scope_rows,
             )
         ]
 

@@ -300,7 +300,7 @@ class NetworksMixin(StoreBase):
                 raise InvalidInput(f"weight {w!r} must be a number between 0 and 1")
         sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
         rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights, strict=False)]
-        self._require_nodes("TaskHub", [r["hub"] for r in rows], what="network hub")
+        self._require_nodes("TaskHub", [str(r["hub"]) for r in rows], what="network hub")
         self._write(
             "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub}) SET th.weight = r.w", rows=rows
         )

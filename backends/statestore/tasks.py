@@ -90,7 +90,7 @@ class TasksMixin(StoreBase):
                 }
             )
         self._write(_CREATE_TASKS, rows=rows, priority=DEFAULT_PRIORITY, now=self._now(), creator=creator)
-        return [r["sk"] for r in rows]
+        return [str(r["sk"]) for r in rows]
 
     def _transformation_info(self, tfs: list[str]) -> dict[str, tuple[str, str]]:
         rows = self._read(

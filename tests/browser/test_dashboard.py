@@ -75,6 +75,7 @@ def test_no_page_without_login(deployment, toy, browser, artifacts):
         f"/api/networks/{net}",
         f"/api/transformations/{tf}",
         f"/api/tasks/{task}",
+        f"/tasks/{task}/files/ProtocolDAGResult-{'0' * 32}/protocol.log",
     ]
     user_token = post(
         f"{deployment.api_url}/token",
@@ -157,6 +158,14 @@ def test_failure_traceback_and_task_page(deployment, toy, browser, artifacts):
     assert "ToyFailure" in page.inner_text("pre.tb")
     assert toy["bad"] in page.inner_text("pre.tb")
     assert "error" in page.inner_text("#task-status")
+    # a failed attempt keeps what the protocol wrote: its log and the toy's plot, shown inline
+    kept = page.inner_text("#kept-files")
+    assert "protocol.log" in kept and "toy_plot.png" in kept, kept
+    plot = page.locator("figure.plot img").first
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.complete && img.naturalWidth > 0")
+    log_url = page.locator("#kept-files a", has_text="protocol.log").first.get_attribute("href")
+    assert log_url and page.request.get(ui(deployment, log_url.removeprefix("/ui"))).ok
     page.screenshot(path=str(artifacts / "task-failure.png"), full_page=True)
 
     page.click("text=" + toy["bad"])  # the task's transformation
@@ -271,4 +280,15 @@ def test_expired_or_foreign_links_and_revoked_identities(deployment):
         lambda: get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
         30,
         "the disabled identity's session to be refused",
+    )
+    # and once its scopes change: the session carries the identity's version, as API tokens do
+    deployment.store.add_identity("narrowed", "user", scopes=["*-*-*"], replace=True)
+    resp = get(login_url(deployment, "narrowed"), follow_redirects=False)
+    cookies = {"alchemiscale_ui": resp.cookies["alchemiscale_ui"]}
+    assert get(ui(deployment, "/api/"), cookies=cookies).status_code == 200
+    deployment.store.set_identity_scopes("narrowed", ["other-*-*"])
+    wait_for(
+        lambda: get(ui(deployment, "/api/"), cookies=cookies).status_code == 401,
+        30,
+        "the narrowed identity's old session to be refused",
     )

@@ -116,11 +116,6 @@ def test_sigkill_service_mid_task_reruns_once(dep, client):
     wait_for(lambda: len(services(dep)) == 2, 60, "the pool to be back to two services")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a SIGTERMed service running a task neither abandons it nor deregisters; its "
-    "heartbeats stop and the reaper expires it after the TTL (found 2026-11-30; remove this mark with the fix)",
-)
 def test_sigterm_abandons_task_and_deregisters(dep, client):
     net, tfs, tasks = submit(client, 1, "e2e-term-service", duration_s=8.0)
     task = str(tasks[0])
@@ -140,7 +135,11 @@ def test_sigterm_abandons_task_and_deregisters(dep, client):
         text = "".join(p.read_text(errors="replace") for p in logs.glob("compute-*.log*"))
         return f"deregistered {ident}" in text
 
-    wait_for(said_deregistered, 60, "the service to log its deregistration")
+    try:
+        wait_for(said_deregistered, 60, "the service to log its deregistration")
+    except AssertionError:
+        _dump_logs(dep, client, tasks)
+        raise
     assert f"expired silent compute service {ident}" not in (logs / "api.log").read_text(errors="replace")
     client.wait(net, timeout=120, visualize=False)
     assert status(client, net) == {"complete": 1}
@@ -171,7 +170,13 @@ def test_sigkill_api_services_carry_on(dep, client):
         raise
     assert status(client, net) == {"complete": 6}
     for tf in tfs:
-        assert len(client.get_transformation_results(tf, return_as="refs", visualize=False)) == 1
+        refs = client.get_transformation_results(tf, return_as="refs", visualize=False)
+        # Nothing lost: every transformation has its result. A service that missed heartbeats
+        # while the API was down may have been expired and its task rerun elsewhere; its own
+        # finished result is then kept as a late result (alchemiscale #513), so two are allowed,
+        # one per attempt of the one task.
+        assert 1 <= len(refs) <= 2, refs
+        assert len({r["task"] for r in refs}) == 1, refs
 
 
 def test_sigkill_neo4j_gives_503_then_recovers(dep, client):

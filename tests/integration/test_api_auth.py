@@ -52,7 +52,7 @@ def _url(api_server, path: str, keys: dict) -> str:
     return api_server.url + re.sub(r"\{(\w+)\}", lambda m: keys[m.group(1)], path)
 
 
-def _body(path: str, keys: dict) -> dict:
+def _body(path: str, keys: dict) -> dict | str:
     """A valid body for the route, so that only the scope check can refuse it."""
     if path.endswith(("/restartpatterns/add", "/restartpatterns/maxretries")):
         return {"patterns": ["x"], "num_allowed_restarts": 1}
@@ -62,6 +62,8 @@ def _body(path: str, keys: dict) -> dict:
         return {"weight": 0.5}
     if path.endswith(("/tasks/action", "/tasks/cancel")):
         return {"tasks": [keys["task"]]}
+    if path == "/tasks/{task}/status":  # POST: alchemiscale's body is the bare status
+        return "waiting"
     return {}
 
 

@@ -92,13 +92,19 @@ def test_claim_inputs_and_result_round_trip(api_server, chain_client, compute_cl
     network_docs = chain_client.get_network_results(s["net"], return_as="ProtocolDAGResults", visualize=False)
     assert network_docs == {tf: [chain], next(t for t in s["tfs"] if t != tf): []}
 
-    # The raw route: bytes as stored, with their checksum, plain or gzipped on the wire.
+    # The raw route (Accept: application/zstd): bytes as stored, with their checksum, plain or
+    # gzipped on the wire; without that Accept, alchemiscale's ["<bytes as latin-1>"] JSON.
     for accept in ("identity", "gzip"):
         resp = httpx.get(
             f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
-            headers={**api_server.headers("user"), "Accept-Encoding": accept},
+            headers={**api_server.headers("user"), "Accept-Encoding": accept, "Accept": "application/zstd"},
         )
         assert resp.status_code == 200 and resp.content == data
+        plain = httpx.get(
+            f"{api_server.url}/transformations/{tf}/results/{pdr_key}",
+            headers={**api_server.headers("user"), "Accept-Encoding": accept},
+        )
+        assert plain.json() == [data.decode("latin-1")]
         assert resp.headers["X-Content-SHA256"] == out["sha256"]
     resp = httpx.get(f"{api_server.url}/tasks/{task}/status", headers=api_server.headers("user"))
     assert resp.json() == "complete"
@@ -199,23 +205,32 @@ def test_extends_result_and_streamed_uploads(user_client, compute_client, setup,
 
 
 def test_bad_uploads_are_4xx(user_client, compute_client, setup):
+    """Each bad upload is refused with a 4xx, and a permanent refusal fails the task it was for
+    (issue 12 F3: no service loops on a result that can never be stored)."""
     s = setup
-    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
-    pdr_key, _, data = pdr_document(str(task))
-    with pytest.raises(ValidationError, match="zstd"):
-        compute_client.push_result(task, s["service"], pdr_key, True, b'{"not": "zstd"}')
-    with pytest.raises(ValidationError, match="empty"):
-        compute_client.push_result(task, s["service"], pdr_key, True, b"")
-    with pytest.raises(ValidationError):  # a failed result must parse (its tracebacks are read)
-        compute_client.push_result(
-            task, s["service"], pdr_key, False, zstandard.ZstdCompressor().compress(b"not json")
-        )
+    tasks = user_client.create_tasks(s["tfs"][0], count=6)
+    user_client.action_tasks(tasks, s["net"])
+    pdr_key, _, data = pdr_document("any")
     deep = zstandard.ZstdCompressor().compress(b"[" * 100_000 + b"]" * 100_000)
-    with pytest.raises(ValidationError):  # nested too deeply to parse
-        compute_client.push_result(task, s["service"], pdr_key, False, deep)
-    with pytest.raises(ValidationError):  # path traversal in the pdr key
-        compute_client.push_result(task, s["service"], "../../etc", True, data)
-    with pytest.raises(ConflictError):  # another service does not hold the claim
+    cases = [
+        ("zstd", pdr_key, True, b'{"not": "zstd"}'),
+        ("empty", pdr_key, True, b""),
+        (None, pdr_key, False, zstandard.ZstdCompressor().compress(b"not json")),  # failures must parse
+        (None, pdr_key, False, deep),  # nested too deeply to parse
+        (None, "../../etc", True, data),  # path traversal in the pdr key
+    ]
+    for match, key, ok, body in cases:
+        # a service of its own per case: refusals count for the failure gate, which would deny
+        # one service its claims after a few
+        service = f"svc-{uuid.uuid4().hex[:8]}"
+        compute_client.register(service)
+        task = compute_client.claim_tasks(service, scopes=[s["scope"]])[0]
+        with pytest.raises(ValidationError, match=match):
+            compute_client.push_result(task, service, key, ok, body)
+        assert user_client.get_tasks_status([task]) == ["error"], (match, key)
+        compute_client.deregister(service)
+    task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
+    with pytest.raises(ConflictError):  # another service does not hold the claim: not a refusal of its
         compute_client.push_result(task, "someone-else", pdr_key, True, data)
     unknown = ScopedKey.from_str(f"Task-{'0' * 32}-{s['scope']}")
     with pytest.raises(NotFoundError):
@@ -231,9 +246,12 @@ def test_real_result_document_round_trip(chain_client, compute_client, setup):
     path = fixture_path("gufe-generated_protocol_dag_result_failed.json")
     s = setup
     task = compute_client.claim_tasks(s["service"], scopes=[s["scope"]])[0]
-    text = path.read_text()
-    chain = json.loads(text)
-    data = zstandard.ZstdCompressor().compress(text.encode())
+    chain = json.loads(path.read_text())
+    # uploads are checked against the claimed task's transformation (issue 12 F7); the fixture,
+    # made by gufe for another transformation, is pointed at this one
+    tf_key = str(compute_client.get_task_transformation(task)).rsplit("-", 3)[0]
+    chain[-1][1]["transformation_key"] = tf_key
+    data = zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
     out = compute_client.push_result(task, s["service"], chain[-1][0], False, data)
     assert out["status"] == "error"
     refs = chain_client.get_task_failures(task, return_as="refs")

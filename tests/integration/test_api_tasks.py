@@ -9,7 +9,7 @@ import uuid
 import pytest
 from api_helpers import run_task, submit_toy
 
-from alchemiscale_local.client import ConflictError, NotFoundError, ValidationError
+from alchemiscale_local.client import NotFoundError, ValidationError
 from alchemiscale_local.models import ScopedKey
 
 SCOPE = "org1-tasks-proj"
@@ -104,15 +104,13 @@ def test_status_and_priority(user_client, net):
     assert user_client.get_tasks_status(tasks + [missing]) == ["waiting"] * 3 + [None]
     assert user_client.set_tasks_status(tasks[:1], "invalid") == tasks[:1]
     assert user_client.get_tasks_status(tasks) == ["invalid", "waiting", "waiting"]
-    # invalid -> waiting is not a transition the state machine allows: 409, nothing changes.
-    with pytest.raises(ConflictError) as info:
-        user_client.set_tasks_status(tasks, "waiting")
-    assert info.value.status == 409 and "invalid" in str(info.value)
+    # invalid -> waiting is not a transition the state machine allows: as alchemiscale, None for
+    # that task (unchanged), the others are set.
+    assert user_client.set_tasks_status(tasks, "waiting") == [None, tasks[1], tasks[2]]
     assert user_client.get_tasks_status(tasks) == ["invalid", "waiting", "waiting"]
     with pytest.raises(ValidationError):
         user_client.set_tasks_status(tasks, "complete")  # not a user transition
-    with pytest.raises(NotFoundError):
-        user_client.set_tasks_status([missing], "deleted")
+    assert user_client.set_tasks_status([missing], "deleted") == [None]
     assert user_client.set_tasks_status(tasks[2:], "deleted") == tasks[2:]
 
     assert user_client.get_tasks_priority(tasks + [missing]) == [10, 10, 10, None]

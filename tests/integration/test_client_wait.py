@@ -7,6 +7,12 @@ import uuid
 
 from api_helpers import run_task, submit_toy
 
+from alchemiscale_local.client import user as user_module
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"wait() slept {seconds} s on a network that had already finished")
+
 
 def _finish(user_client, compute_client, network, tasks, oks) -> None:
     """Claim and push a result for every task (ok or failed as ``oks`` says), without waiting."""
@@ -22,17 +28,17 @@ def _finish(user_client, compute_client, network, tasks, oks) -> None:
     assert not left, f"tasks never claimed: {left}"
 
 
-def test_wait_on_a_finished_network_returns_its_counts_at_once(user_client, compute_client):
+def test_wait_on_a_finished_network_returns_its_counts_at_once(user_client, compute_client, monkeypatch):
     network, _, tfs = submit_toy(user_client, f"org1-wait-p{uuid.uuid4().hex[:8]}", n=3)
     tasks = user_client.create_transformations_tasks(tfs)
     user_client.action_tasks(tasks, network)
     _finish(user_client, compute_client, network, tasks, [True, True, False])
     # finished tasks have left the hub's actioned set; wait() still counts them
     assert user_client.get_network_actioned_tasks(network) == [tasks[2]]  # errored stays actioned
-    start = time.monotonic()
+    # it is done on the first look: wait() must return without ever sleeping for a poll
+    monkeypatch.setattr(user_module.time, "sleep", _no_sleep)
     counts = user_client.wait(network, timeout=30, poll=5.0, visualize=False)
     assert counts == {"complete": 2, "error": 1}
-    assert time.monotonic() - start < 5.0  # no poll sleep: it was done on the first look
 
 
 def test_wait_ignores_tasks_never_actioned_and_counts_invalid_ones(user_client, compute_client):

@@ -291,3 +291,19 @@ def test_unwanted_tasks_refuses_bad_input(api_server, compute_client, work):
         ComputeClient(api_server.url, *OTHER, **CLIENT_OPTIONS).unwanted_tasks(
             "svc-any", [f"Task-{'0' * 32}-org1-a-b"]
         )
+
+
+def test_held_tasks_are_redelivered_only_within_the_callers_scopes(api_server, user_client, work):
+    """A claim hands back tasks the service holds, but not outside the identity's scopes."""
+    ident, key = f"test-compute-narrow-{uuid.uuid4().hex[:6]}", "test-compute-narrow-key-0123456789"
+    api_server.store.add_identity(ident, "compute", key=key, scopes=["*-*-*"])
+    svc = f"svc-{uuid.uuid4().hex[:8]}"
+    with ComputeClient(api_server.url, ident, key, **CLIENT_OPTIONS) as wide:
+        wide.register(svc)
+        task = claim_one(wide, svc, work["scope"])
+        assert wide.claim_tasks(svc, scopes=["*-*-*"]) == [task]  # held: handed back
+    api_server.store.set_identity_scopes(ident, ["org2-*-*"])
+    with ComputeClient(api_server.url, ident, key, **CLIENT_OPTIONS) as narrow:  # a new token
+        assert narrow.claim_tasks(svc, scopes=["*-*-*"]) == [None]
+        narrow.deregister(svc)
+    api_server.store.remove_identity(ident)

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ class RBFERun:
     timings: list[dict[str, Any]]
     wall_s: float
     outdir: Path
+    files: dict[str, list[dict[str, Any]]]  # task -> kept files (get_task_files)
+    downloaded: dict[str, list[Path]]  # task -> paths written by download_task_files
+    logs: dict[str, str]  # task -> protocol log (get_task_log)
+    upload_s: list[float]  # per task: time the service spent keeping files (its log line)
 
 
 @contextmanager
@@ -97,14 +102,41 @@ def rbfe(tmp_path_factory, openfe_demo, science_summaries) -> RBFERun:
             }
             tfs = {n: client.get_transformation(tf, visualize=False) for n, tf in names.items()}
             timings = openfe_demo.task_timings(client, run)
+            tasks = [str(t) for ts in run.tasks.values() for t in ts]
+            files = {t: client.get_task_files(t) for t in tasks}
+            downloaded = {
+                t: client.download_task_files(t, base / "taskfiles" / t.split("-")[1][:12], visualize=False)
+                for t in tasks
+            }
+            logs = {t: client.get_task_log(t) for t in tasks}
         except BaseException:
             _dump_logs(settings)
             raise
     result = RBFERun(
-        settings, run, direct, pdrs, failures, tfs, timings, time.perf_counter() - started, outdir
+        settings,
+        run,
+        direct,
+        pdrs,
+        failures,
+        tfs,
+        timings,
+        time.perf_counter() - started,
+        outdir,
+        files,
+        downloaded,
+        logs,
+        _upload_seconds(settings),
     )
     science_summaries.append(_write_summary(result, base / "openfe_rbfe_e2e.json"))
     return result
+
+
+def _upload_seconds(settings: Any) -> list[float]:
+    """The services' own measure of the time keeping a task's files took ("kept N file(s) ... in S s")."""
+    text = "".join(
+        p.read_text(errors="replace") for p in (settings.log_dir / settings.name).glob("compute-*.log*")
+    )
+    return [float(m) for m in re.findall(r"kept \d+ file\(s\) \(\d+ bytes\) of \S+ in ([0-9.]+) s", text)]
 
 
 def _write_summary(r: RBFERun, path: Path) -> Path:
@@ -132,10 +164,25 @@ def _write_summary(r: RBFERun, path: Path) -> Path:
             f"action -> complete {t['action_to_complete_s']:.1f} s (queued {t['queued_s']:.1f} s, "
             f"push {t['push_s']:.1f} s); units {t['units']}"
         )
+    kept = {t: [(f["path"], f["size"]) for f in fs] for t, fs in r.files.items()}
+    for task, entries in kept.items():
+        listing = ", ".join(f"{p.rsplit('/', 1)[-1]} {size} B" for p, size in entries)
+        lines.append(f"  kept of task {task.split('-')[1][:8]}: {listing}")
+    lines.append(f"  keeping files took {', '.join(f'{x:.2f}' for x in r.upload_s)} s per task")
     for line in lines:
         log.info(line)
     path.write_text(
-        json.dumps({"wall_s": r.wall_s, "edges": edges, "tasks": r.timings, "lines": lines}, indent=2)
+        json.dumps(
+            {
+                "wall_s": r.wall_s,
+                "edges": edges,
+                "tasks": r.timings,
+                "kept_files": kept,
+                "upload_s": r.upload_s,
+                "lines": lines,
+            },
+            indent=2,
+        )
     )
     return path
 
@@ -213,3 +260,40 @@ def test_demo_report_writes_table_plots_and_json(rbfe, openfe_demo, capsys):
     saved = json.loads((rbfe.outdir / "results.json").read_text())
     assert [len(saved["edges"][n]["repeats"]) for n in REPEATS] == list(REPEATS.values())
     assert len(saved["tasks"]) == sum(REPEATS.values())
+
+
+def test_protocol_files_and_log_are_kept_and_come_back_verified(rbfe):
+    """Issue 13 on a real openfe edge: each task keeps openfe's analysis outputs (its PNG plots,
+    structural_analysis.npz where openfe's analysis wrote one) and its protocol log; they
+    download byte-equal to what the service hashed in its shared dir (sha256 recorded at
+    upload, checked on download)."""
+    import hashlib
+
+    import numpy as np
+
+    analysis = {
+        pdr.name: next(u.outputs for u in pdr.protocol_unit_results if "Analysis" in u.name)
+        for pdrs in rbfe.pdrs.values()
+        for pdr in pdrs
+    }
+    for task, files in rbfe.files.items():
+        names = {f["path"].rsplit("/", 1)[-1] for f in files}
+        assert any(n.endswith(".png") for n in names), names
+        assert "protocol.log" in names, names
+        assert not any(n.endswith((".nc", ".chk")) for n in names), "trajectories are opt-in"
+        if "structural_analysis" in analysis[task]:  # else openfe recorded structural_analysis_error
+            assert "structural_analysis.npz" in names, names
+        assert len(rbfe.downloaded[task]) == len(files)
+        by_path = {p.as_posix(): p for p in rbfe.downloaded[task]}
+        for entry in files:
+            suffix = f"/{entry['pdr_key']}/{entry['path']}"
+            (path,) = [p for posix, p in by_path.items() if posix.endswith(suffix)]
+            data = path.read_bytes()
+            assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+            if path.suffix == ".png":
+                assert data[:8] == b"\x89PNG\r\n\x1a\n"
+            if path.name == "structural_analysis.npz":
+                with np.load(path) as npz:
+                    assert npz.files, "an empty structural analysis"
+        assert rbfe.logs[task].strip(), "empty protocol log"
+    assert len(rbfe.upload_s) >= sum(REPEATS.values())

@@ -52,6 +52,8 @@ class Server:
 
 
 def client(server: Server, cls=AlchemiscaleLocalClient, **options):
+    if cls is AlchemiscaleLocalClient:  # no disk cache unless a test asks (test_client_cache.py)
+        options.setdefault("use_local_cache", False)
     return cls(
         URL, "me", "my-key-0123456789abcdef", transport=httpx.MockTransport(server), **{**FAST, **options}
     )

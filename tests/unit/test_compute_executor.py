@@ -48,3 +48,19 @@ def test_native_crash_names_the_signal(tmp_path):
     outcome = TaskExecutor().run(_inputs({"abort": True}), None, tmp_path / "w", n_retries=0)
     assert not outcome.ok
     assert "killed by signal SIGABRT" in outcome.tracebacks[0]
+
+
+def test_abandon_before_the_process_starts_applies_to_that_run(tmp_path):
+    """A SIGTERM while the service fetches a task's inputs calls abandon() before run(): the
+    run must not start its process (it would run to its end while nobody heartbeats for it)."""
+    import pytest
+
+    from alchemiscale_local.compute.executor import Abandoned
+
+    executor = TaskExecutor()
+    executor.abandon()
+    with pytest.raises(Abandoned):
+        executor.run(_inputs({"duration_s": 30.0}), None, tmp_path / "w", n_retries=0)
+    assert not (tmp_path / "w" / "protocol.log").exists(), "a protocol process was started"
+    # the abandon is used up: the next task runs
+    assert executor.run(_inputs(), None, tmp_path / "w2", n_retries=0).ok

@@ -49,14 +49,27 @@ def test_service_env_pins_exactly_one_device():
     assert ServiceSpec("cpu-0", None).env()["CUDA_VISIBLE_DEVICES"] == ""
 
 
-def test_detect_gpus_reads_fake_nvidia_smi(tmp_path, monkeypatch):
-    fake = tmp_path / "nvidia-smi"  # FAKE: prints the listing of a two-GPU host
+def fake_nvidia_smi(tmp_path, monkeypatch, status: int = 0) -> None:
+    """FAKE nvidia-smi: answers `-L` with a two-GPU listing (and ``status``); other arguments fail."""
+    fake = tmp_path / "nvidia-smi"
     fake.write_text(
-        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 (UUID: GPU-aaa)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-bbb)'\n"
+        '#!/bin/sh\n[ "$1" = "-L" ] || exit 2\n'
+        "echo 'GPU 0: NVIDIA H100 (UUID: GPU-aaa)'\necho 'GPU 1: NVIDIA H100 (UUID: GPU-bbb)'\n"
+        f"exit {status}\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_detect_gpus_reads_fake_nvidia_smi(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch)
     assert detect_gpus() == ["0", "1"]
+
+
+def test_detect_gpus_ignores_a_failing_nvidia_smi(tmp_path, monkeypatch):
+    # a driver error: nvidia-smi exits non-zero, whatever it printed is not trusted
+    fake_nvidia_smi(tmp_path, monkeypatch, status=9)
+    assert detect_gpus() == []
 
 
 def test_detect_gpus_without_nvidia_smi(monkeypatch, tmp_path):

@@ -21,6 +21,7 @@ from alchemiscale_local.backends.statestore import dashboard as q
 from alchemiscale_local.models import InvalidIdentifier, ScopedKey
 
 from ..auth import TokenData, user_token
+from ..routes_files import stream_kept_file, task_manifests
 from . import views
 from .session import COOKIE, SESSION_TTL_S, Session, current_session, dashboard_login_url, redeem_login
 
@@ -286,10 +287,42 @@ def _task_ctx(request: Request, session: Session, task: str) -> dict[str, Any]:
     return ctx
 
 
+def _kept_files(request: Request, task: str) -> list[dict[str, Any]]:
+    """What the task's attempts kept (its log, plots, analysis files), newest attempt first."""
+    sk = ScopedKey.from_str(task)
+    base = f"/ui/tasks/{quote(task, safe='')}/files"
+    out = []
+    for manifest in reversed(task_manifests(request.app.state.objects, sk)):
+        for entry in manifest.get("files", []):
+            url = f"{base}/{quote(manifest['pdr_key'], safe='')}/{quote(entry['path'])}"
+            out.append({**entry, "pdr_key": manifest["pdr_key"], "ok": manifest.get("ok"), "url": url})
+    return out
+
+
+# Served inline only as these types; anything else downloads (never rendered as HTML or SVG here).
+INLINE_TYPES = {".png": "image/png", ".log": "text/plain; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
+
+
+@router.get("/tasks/{task}/files/{pdr_key}/{path:path}")
+async def task_file(
+    request: Request, task: str, pdr_key: str, path: str, session: Session = Depends(_session)
+):
+    sk = ScopedKey.from_str(_visible(session, task, "Task"))
+    suffix = path[path.rfind(".") :].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    media = INLINE_TYPES.get(suffix, "application/octet-stream")
+    headers = {**SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"}  # kept files never change
+    if media == "application/octet-stream":
+        headers["Content-Disposition"] = "attachment"
+    return await run_in_threadpool(
+        stream_kept_file, request.app.state.objects, sk, pdr_key, path, media, headers
+    )
+
+
 @router.get("/tasks/{task}")
 async def task_page(request: Request, task: str, session: Session = Depends(_session)):
     ctx = await run_in_threadpool(_task_ctx, request, session, task)
-    return _html("task.html", **_base(request, session, "task", "Task"), **ctx)
+    files = await run_in_threadpool(_kept_files, request, ctx["task"]["key"])
+    return _html("task.html", **_base(request, session, "task", "Task"), **ctx, files=files)
 
 
 @router.get("/api/tasks/{task}")

@@ -23,7 +23,7 @@ from fastapi import HTTPException, Request
 from alchemiscale_local.backends.statestore import NotFound
 from alchemiscale_local.models import InvalidIdentifier, Scope
 
-from ..auth import ALGORITHM, TokenData
+from ..auth import ALGORITHM, TokenData, identity_version
 
 LOGIN_AUDIENCE = "alchemiscale-local-ui-login"
 SESSION_AUDIENCE = "alchemiscale-local-ui-session"
@@ -122,6 +122,9 @@ def redeem_login(request: Request, secret: str, token: str) -> str:
             "sub": identity["identifier"],
             "aud": SESSION_AUDIENCE,
             "scopes": list(identity["scopes"]),
+            # the identity's version, as API tokens carry it: a scope change, key rotation or
+            # removal ends the session within the gate's recheck window
+            "ver": identity_version(identity),
             "iat": now,
             "exp": now + SESSION_TTL_S,
         },
@@ -156,7 +159,10 @@ def current_session(request: Request) -> Session:
         raise NotLoggedIn("invalid session") from None
     try:
         # a removed or disabled identity loses its dashboard within seconds, like its API tokens
-        request.app.state.identity_gate.check(request.app.state.store, claims["sub"])
+        version = claims.get("ver")
+        request.app.state.identity_gate.check(
+            request.app.state.store, claims["sub"], version if isinstance(version, str) else ""
+        )
     except HTTPException as exc:
         raise NotLoggedIn(str(exc.detail)) from None
     return Session(identifier=claims["sub"], scopes=scopes)

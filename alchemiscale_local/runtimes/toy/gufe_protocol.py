@@ -9,15 +9,18 @@ run under gufe's ``execute_DAG``; results gather into a :class:`ToyProtocolResul
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from gufe import ChemicalSystem, Protocol, ProtocolDAG, ProtocolDAGResult, ProtocolResult, ProtocolUnit
 from gufe.settings import SettingsBaseModel
 from openff.units import unit
 
+from .outputs import write_toy_outputs
 from .protocol import TOY_MODULE, TOY_NOTE, TOY_UNITS, ToyFailure, ToySettingsFields, toy_fails, toy_value
 from .protocol import ToySettings as PlainToySettings
 
@@ -59,6 +62,11 @@ class ToyUnit(ProtocolUnit):
             abort_process()
         time.sleep(settings.duration_s)
         failure = toy_fails(inputs.get("task_key") or "", inputs.get("transformation_name"), settings)
+        shared = getattr(ctx, "shared", None)
+        if isinstance(shared, str | os.PathLike):  # like a real protocol's analysis outputs, also on failure
+            write_toy_outputs(
+                Path(shared), inputs.get("task_key") or "", {"ok": failure is None, "repeat": repeat}
+            )
         if failure is not None:
             raise ToyFailure(failure)
         return {
@@ -111,7 +119,7 @@ class ToyProtocol(Protocol):
     def _default_settings(cls) -> ToySettings:
         return ToySettings()
 
-    def create(  # type: ignore[override]
+    def create(
         self,
         *,
         stateA: ChemicalSystem,
