@@ -30,7 +30,12 @@ def open_store(settings: Settings) -> Iterator[Neo4jStore]:
     state = read_state(settings)
     if state and Path(state.get("settings_file", "")).exists():
         neo = settings_from_file(Path(state["settings_file"])).neo4j
-        uri, user, password, database = neo.uri, neo.user, neo.password.get_secret_value(), neo.database
+        uri, user, password, database = (
+            neo.uri,
+            neo.user,
+            neo.password.get_secret_value() if neo.password else "",
+            neo.database,
+        )
     else:
         launcher = get_launcher(settings)
         if not launcher.is_running():

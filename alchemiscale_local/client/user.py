@@ -13,6 +13,7 @@ from ._archives import ArchivesMixin
 from ._files import TaskFilesMixin
 from ._networks import NetworksMixin
 from ._results import ResultsMixin
+from ._strategies import StrategiesMixin
 from ._tasks import TasksMixin
 from .base import seg, sk_str
 from .cache import DEFAULT_SIZE_LIMIT, ObjectCache
@@ -22,7 +23,9 @@ SK = ScopedKey | str
 DONE = frozenset({"complete", "error", "invalid", "deleted"})
 
 
-class AlchemiscaleLocalClient(NetworksMixin, TasksMixin, ResultsMixin, ArchivesMixin, TaskFilesMixin):
+class AlchemiscaleLocalClient(
+    NetworksMixin, TasksMixin, ResultsMixin, ArchivesMixin, TaskFilesMixin, StrategiesMixin
+):
     """Client of the user API.
 
     Credentials: explicit ``api_url``/``identifier``/``key``, else ``ALCHEMISCALE_LOCAL_URL``,

@@ -45,6 +45,7 @@ def keys(api_server):
         "compute_service_id": "authsvc-0123456789abcdef",
         "scope": "org2-auth-proj",
         "pdr_key": pdr_chain()[-1][0],  # a real gufe-made key, of no stored result
+        "path": "protocol.log",  # a kept file of a task attempt
     }
 
 
@@ -64,6 +65,8 @@ def _body(path: str, keys: dict) -> dict | str:
         return {"tasks": [keys["task"]]}
     if path == "/tasks/{task}/status":  # POST: alchemiscale's body is the bare status
         return "waiting"
+    if path == "/compute/tasks/{task}/files/{pdr_key}/manifest":
+        return {"ok": True, "created": time.time()}
     return {}
 
 
@@ -71,6 +74,10 @@ def _params(path: str, keys: dict) -> dict:
     """Query parameters a route requires, so that only the scope check can refuse it."""
     if path == "/compute/tasks/{task}/results":
         return {"compute_service_id": "svc-scope", "pdr_key": keys["pdr_key"], "ok": "true"}
+    if path == "/compute/tasks/{task}/files/{pdr_key}/manifest":
+        return {"compute_service_id": "svc-scope"}
+    if path == "/compute/tasks/{task}/files/{pdr_key}/{path}":
+        return {"compute_service_id": "svc-scope", "sha256": "0" * 64, "size": 0}
     return {}
 
 

@@ -18,14 +18,9 @@ stratocaster = pytest.importorskip("stratocaster", reason="needs stratocaster (.
 
 from stratocaster.strategies import ConnectivityStrategy  # noqa: E402
 
-from alchemiscale_local.client import AlchemiscaleLocalClient  # noqa: E402
-from alchemiscale_local.client._strategies import StrategiesMixin  # noqa: E402
+from alchemiscale_local.client import AlchemiscaleLocalClient as Client  # noqa: E402
 from alchemiscale_local.runtimes.toy import build_toy_network  # noqa: E402
 from tests.plugins.api_server import CLIENT_OPTIONS  # noqa: E402
-
-
-class Client(StrategiesMixin, AlchemiscaleLocalClient):
-    """Our user client with the strategies mixin (user.py adds it to the real one)."""
 
 
 @pytest.fixture
