@@ -67,7 +67,7 @@ class ComputeService:
         self.identifier = f"{self.name}-{uuid.uuid4().hex}"
         self.workroot = workroot
         # Per service name, not per run: a restarted service pushes what its predecessor left.
-        self.spool = ResultSpool(workroot / "spool" / self.name)
+        self.spool = ResultSpool(workroot / "spool" / self.name, base=workroot)
         self._running: str | None = None  # the task whose protocol process runs now
         self._unwanted: set[str] = set()  # tasks stopped because the API no longer wants them
         self._dropped: set[str] = set()  # results refused for good: never run these again

@@ -36,10 +36,15 @@ class SpooledResult:
 
 
 class ResultSpool:
-    """A directory of results waiting to be pushed, oldest first."""
+    """A directory of results waiting to be pushed, oldest first.
 
-    def __init__(self, root: Path) -> None:
+    Emptied folders are removed, from ``root`` up to (not including) ``base``, so an idle
+    service leaves nothing behind in its work dir.
+    """
+
+    def __init__(self, root: Path, base: Path | None = None) -> None:
         self.root = root
+        self.base = base if base is not None else root.parent
 
     def put(self, task: str, service_id: str, pdr_key: str, ok: bool, result: bytes) -> SpooledResult:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -73,6 +78,13 @@ class ResultSpool:
     def remove(self, entry: SpooledResult) -> None:
         entry.meta_path.unlink(missing_ok=True)  # first: without it the entry no longer counts
         entry.path.unlink(missing_ok=True)
+        folder = self.root
+        while folder != self.base and self.base in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (other entries, another service's spool) or gone
+                break
+            folder = folder.parent
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -107,7 +107,7 @@ def toy_network(
 
 
 def pdr_document(
-    task: str, *, ok: bool = True, traceback: str | None = None
+    task: str, *, ok: bool = True, traceback: str | None = None, transformation_key: str | None = None
 ) -> tuple[str, list[list], bytes]:
     """A ProtocolDAGResult keyed chain made by real gufe: (its content-hash key, chain, zstd bytes).
 
@@ -116,6 +116,8 @@ def pdr_document(
     when given. ``task`` is not part of the document (real results do not name the task).
     """
     chain = pdr_chain(ok, traceback)
+    if transformation_key is not None:  # a result naming another transformation (refusal tests)
+        chain[-1][1]["transformation_key"] = transformation_key
     return chain[-1][0], chain, zstandard.ZstdCompressor().compress(json.dumps(chain).encode())
 
 

@@ -27,7 +27,9 @@ def one_actioned_task(store) -> str:
 
 
 def candidates(tx) -> list[str]:
-    rows = tx.run(claims._CANDIDATES, scopes=SCOPE_ROW, protocols=None, limit=claims.CANDIDATE_MIN).data()
+    rows = tx.run(
+        claims._CANDIDATES, scopes=SCOPE_ROW, protocols=None, exclude=[], limit=claims.CANDIDATE_MIN
+    ).data()
     return [c["k"] for r in rows for c in r["candidates"]]
 
 

@@ -23,7 +23,11 @@ def test_put_pending_remove_round_trip(tmp_path):
     spool.remove(a)
     assert [e.task for e in spool.pending()] == ["Task-b-o-c-p"]
     spool.remove(b)
-    assert spool.pending() == [] and not list((tmp_path / "spool" / "cpu-0").iterdir())
+    assert spool.pending() == []
+    assert not (tmp_path / "spool" / "cpu-0").exists(), "an emptied spool leaves no folder behind"
+    # the next result makes the folder again
+    spool.put("Task-c-o-c-p", "svc-1", "ProtocolDAGResult-3", True, b"third")
+    assert [e.task for e in spool.pending()] == ["Task-c-o-c-p"]
 
 
 def test_half_written_or_damaged_entries_are_ignored(tmp_path):
