@@ -21,7 +21,7 @@ def deployment_running(settings) -> bool:  # noqa: ANN001
     from alchemiscale_local.deployment import _owner_alive, read_state
 
     state = read_state(settings)
-    return bool(state) and _owner_alive(state)
+    return state is not None and _owner_alive(state)
 
 
 @app.command("check")
