@@ -77,7 +77,8 @@ def test_options_reach_the_child_and_the_runtime(tmp_path: Path) -> None:
     told = json.loads((ws.workdir / "request.json").read_text())
     assert told["n_retries"] == 2 and told["options"] == opts
     assert ws.shared == tmp_path / "shared-base" / "svc" / "0123456789abcdef0123456789abcdef"
-    assert (ws.shared / "toy_summary.json").is_file()  # the toy wrote where it was told
+    # the toy wrote where it was told (the gufe toy: in its unit's folder under it)
+    assert list(ws.shared.rglob("toy_summary.json")), list(ws.shared.rglob("*"))
     assert "INFO alchemiscale_local.runtimes.toy: toy protocol wrote" in ws.log_file.read_text()
     req = ExecutionRequest(TASK, [], None, tmp_path / "w", options=opts)
     assert (req.shared_dir, req.scratch_dir) == (ws.shared, ws.scratch)
