@@ -186,15 +186,31 @@ def test_sigkill_neo4j_gives_503_then_recovers(dep, client):
         f"{dep.api_url}/token", json={"identifier": user["identifier"], "key": user["key"]}, timeout=30
     ).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    proc = psutil.Process(_neo4j_pid(dep))
+    old_pid = _neo4j_pid(dep)
+    proc = psutil.Process(old_pid)
     proc.kill()
     proc.wait(timeout=30)
-    for path in ("/check", f"/networks/{net}/status"):
-        r = httpx.get(f"{dep.api_url}{path}", headers=auth, timeout=60)
-        assert r.status_code == 503, (path, r.status_code, r.text)
-        assert "detail" in r.json()
-    dep.restart_neo4j()
-    assert httpx.get(f"{dep.api_url}/check", headers=auth, timeout=60).status_code == 200
+    # While it is down every answer is a clean 503 with a reason; the supervisor brings it back by
+    # itself (same port, same store). On a loaded machine the restart can win the race to the
+    # first request; the fast 503 itself is pinned by test_hardening_neo4j.py.
+    seen: list[int] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        answers = [
+            httpx.get(f"{dep.api_url}{p}", headers=auth, timeout=60)
+            for p in ("/check", f"/networks/{net}/status")
+        ]
+        for r in answers:
+            assert r.status_code in (200, 503), (r.status_code, r.text)
+            assert r.status_code == 200 or "detail" in r.json()
+        seen += [r.status_code for r in answers]
+        if all(r.status_code == 200 for r in answers):
+            break
+        time.sleep(0.5)
+    assert seen[-2:] == [200, 200], f"Neo4j did not come back within 300 s: {seen[-6:]}"
+    assert _neo4j_pid(dep) != old_pid, (
+        f"Neo4j came back by itself under a new process ({seen.count(503)} x 503)"
+    )
     client.wait(net, timeout=180, visualize=False)
     assert status(client, net) == {"complete": 3}
 
