@@ -36,6 +36,7 @@ from alchemiscale_local.models import ComputeServiceRegistration, ResultRef
 from alchemiscale_local.runtimes.pdr import summarize
 from alchemiscale_local.settings import Settings
 
+from . import routes_compute
 from .auth import TokenData, any_token, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
 from .owners import require_owner
@@ -96,9 +97,7 @@ def deregister(
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
 ) -> str:
-    require_owner(request, store, compute_service_id, token)
-    store.deregister_computeservice(compute_service_id)
-    return compute_service_id
+    return routes_compute.deregister(compute_service_id, request, token, store)  # one implementation
 
 
 @router.post("/computeservice/{compute_service_id}/heartbeat")
@@ -108,9 +107,7 @@ def heartbeat(
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
 ) -> str:
-    require_owner(request, store, compute_service_id, token)
-    store.heartbeat_computeservice(compute_service_id)
-    return compute_service_id
+    return routes_compute.heartbeat(compute_service_id, request, token, store)
 
 
 @router.post("/claim")
