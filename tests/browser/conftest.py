@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,16 +41,6 @@ def launch(playwright: Any) -> Any:
     if exe is None:
         pytest.skip("no chromium executable (apt-get install chromium; .ci/run does)")
     return playwright.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def start_deployment(api: dict[str, Any] | None = None, **compute: Any):

@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 from alchemiscale_local.api.ui import dashboard_login_url
 from alchemiscale_local.runtimes.toy.network import build_toy_network
+from tests.waiting import wait_for
 
-from .conftest import ARTIFACTS, CHROMIUM_ARGS, chromium_path, start_deployment, wait_for
+from .conftest import ARTIFACTS, CHROMIUM_ARGS, chromium_path, start_deployment
 
 _TIMING = """() => {
   const nav = performance.getEntriesByType('navigation')[0];

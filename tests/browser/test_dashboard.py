@@ -15,8 +15,7 @@ from playwright.sync_api import expect
 
 from alchemiscale_local.api.ui import dashboard_login_url
 from alchemiscale_local.runtimes.toy.network import build_toy_network
-
-from .conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

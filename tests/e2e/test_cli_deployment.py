@@ -12,11 +12,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -66,16 +67,6 @@ def deployment_processes(env) -> list[psutil.Process]:
         if proc.pid != os.getpid() and any(r in cmd for r in roots):
             found.append(proc)
     return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 FAKE_NVIDIA_SMI = """#!/bin/sh

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from alchemiscale_local.client import AlchemiscaleLocalClient
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -79,16 +80,6 @@ def deployment_processes(env) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def api_up(url: str) -> bool:

@@ -17,22 +17,13 @@ import pytest
 
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 TTL_S = 6.0
 HEARTBEAT_S = 0.5
 CHILD_MODULE = "alchemiscale_local.compute.child"
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
