@@ -19,6 +19,8 @@ from alchemiscale_local.strategist import start_strategist
 
 from . import (
     compat_compute,
+    compat_managers,
+    compat_taskhubs,
     routes_base,
     routes_compute,
     routes_files,
@@ -105,6 +107,8 @@ def create_app(
     app.include_router(routes_compute.router)
     app.include_router(routes_strategies.router)
     app.include_router(compat_compute.router)  # alchemiscale's compute paths (root)
+    app.include_router(compat_taskhubs.router)  # alchemiscale's /taskhubs routes (root)
+    app.include_router(compat_managers.router)  # alchemiscale's /computemanager routes (root)
     app.include_router(routes_files.router)
     install_dashboard(app)
     return app

@@ -36,7 +36,7 @@ from alchemiscale_local.models import ComputeServiceRegistration, ResultRef
 from alchemiscale_local.runtimes.pdr import summarize
 from alchemiscale_local.settings import Settings
 
-from . import routes_compute
+from . import compat_managers, routes_compute
 from .auth import TokenData, any_token, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
 from .owners import require_owner
@@ -87,7 +87,12 @@ def register(
         )
     except ValueError as exc:
         raise HTTPException(422, f"invalid compute service id {compute_service_id!r}: {exc}") from None
-    return store.register_computeservice(reg, owner=token.identifier)
+    if compute_manager_id:  # refused before anything is written when the manager is unknown
+        compat_managers.require_manager(store, compute_manager_id, token)
+    registered = store.register_computeservice(reg, owner=token.identifier)
+    if compute_manager_id:
+        compat_managers.link_service(store, registered, compute_manager_id, token)
+    return registered
 
 
 @router.post("/computeservice/{compute_service_id}/deregister")

@@ -17,6 +17,7 @@ from .errors import (
     Unavailable,
 )
 from .identities import IdentitiesMixin
+from .managers import ManagersMixin
 from .networks import NetworksMixin, hub_key
 from .results import ResultsMixin
 from .services import ServicesMixin
@@ -24,7 +25,14 @@ from .tasks import TasksMixin
 
 
 class Neo4jStore(
-    NetworksMixin, TasksMixin, ServicesMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, StoreBase
+    ManagersMixin,  # with TaskHubsMixin; both build on ComputeMixin, so they come first
+    NetworksMixin,
+    TasksMixin,
+    ServicesMixin,
+    ComputeMixin,
+    ResultsMixin,
+    IdentitiesMixin,
+    StoreBase,
 ):
     """All state-store operations on one driver (see each mixin for its part)."""
 

@@ -13,6 +13,8 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE CONSTRAINT pdrref_location IF NOT EXISTS FOR (n:ProtocolDAGResultRef) REQUIRE n.location IS UNIQUE",
     "CREATE CONSTRAINT compute_service_id IF NOT EXISTS FOR (n:ComputeServiceRegistration) REQUIRE n.identifier IS UNIQUE",
     "CREATE CONSTRAINT compute_service_owner IF NOT EXISTS FOR (n:ComputeServiceOwner) REQUIRE n.identifier IS UNIQUE",
+    "CREATE CONSTRAINT compute_manager_name IF NOT EXISTS FOR (n:ComputeManagerRegistration) REQUIRE n.name IS UNIQUE",
+    "CREATE INDEX compute_service_manager IF NOT EXISTS FOR (n:ComputeServiceRegistration) ON (n.manager_name)",
     "CREATE CONSTRAINT identity_id IF NOT EXISTS FOR (n:CredentialedIdentity) REQUIRE n.identifier IS UNIQUE",
     "CREATE INDEX task_status IF NOT EXISTS FOR (n:Task) ON (n.status)",
     "CREATE INDEX task_transformation IF NOT EXISTS FOR (n:Task) ON (n.transformation)",

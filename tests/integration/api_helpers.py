@@ -31,9 +31,10 @@ ANY_KIND_ROUTES = {
 
 def alchemiscale_compute_routes() -> set[tuple[str, str]]:
     """(method, path) of alchemiscale's compute API, served at the root (compute tokens only)."""
-    from alchemiscale_local.api.compat_compute import router
+    from alchemiscale_local.api import compat_compute, compat_managers, compat_taskhubs
 
-    return {(m, r.path) for r in router.routes for m in r.methods}
+    routers = (compat_compute.router, compat_taskhubs.router, compat_managers.router)
+    return {(m, r.path) for router in routers for r in router.routes for m in r.methods}
 
 
 def api_routes() -> list[tuple[str, str]]:
