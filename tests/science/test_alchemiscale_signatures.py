@@ -1,4 +1,6 @@
-"""Every public method of alchemiscale 0.8's ``AlchemiscaleClient`` exists on ours with a compatible signature.
+"""Every public method of alchemiscale 0.8's ``AlchemiscaleClient`` exists on ours with a compatible signature,
+and every route alchemiscale's compute clients (``AlchemiscaleComputeClient``,
+``AlchemiscaleComputeManagerClient``) call is served by the deployment's app.
 
 Compatible: each of alchemiscale's parameters exists on ours under the same name, and the ones
 it takes positionally sit at the same positions (ours may add parameters after them). The
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,13 +129,69 @@ def _table() -> tuple[str, list[str]]:
     return text, problems
 
 
+COMPUTE_HEADER = """
+
+## alchemiscale's compute clients against this deployment
+
+alchemiscale's own `AlchemiscaleComputeClient` and `AlchemiscaleComputeManagerClient` are used
+unchanged (pointed at the deployment's URL): each method, the route it calls (read from its source)
+and whether this deployment's app serves that route. The calls themselves run in
+`tests/science/test_alchemiscale_compute_service.py` and `test_alchemiscale_taskhubs_managers.py`.
+
+| client | method | parameters | route | status |
+|---|---|---|---|---|
+"""
+
+_RESOURCE_CALL = re.compile(r"self\._(post|get|query)_resource\(\s*f?\"([^\"]+)\"")
+
+
+def _route_shape(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def _served_routes() -> set[tuple[str, str]]:
+    from alchemiscale_local.api import create_app
+    from tests.plugins.api_server import make_settings
+
+    app = create_app(make_settings(Path(tempfile.mkdtemp(prefix="compat-routes-"))))
+    return {
+        (method.upper(), _route_shape(path))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+
+
+def _compute_table() -> tuple[str, list[str]]:
+    from alchemiscale.compute.client import AlchemiscaleComputeClient, AlchemiscaleComputeManagerClient
+
+    served = _served_routes()
+    rows, problems = [], []
+    for cls in (AlchemiscaleComputeClient, AlchemiscaleComputeManagerClient):
+        for name in _public(cls):
+            found = _RESOURCE_CALL.findall(inspect.getsource(getattr(cls, name)))
+            calls = list(dict.fromkeys(("POST" if kind == "post" else "GET", path) for kind, path in found))
+            missing = [f"{m} {p}" for m, p in calls if (m, _route_shape(p)) not in served]
+            problems.extend(f"{cls.__name__}.{name}: {m} not served" for m in missing)
+            route = "<br>".join(f"`{m} {p}`" for m, p in calls) or "(no request)"
+            status = "**missing**" if missing else ("served" if calls else "client side")
+            rows.append(
+                f"| `{cls.__name__}` | `{name}` | ({_sig(getattr(cls, name))}) | {route} | {status} |"
+            )
+    return COMPUTE_HEADER + "\n".join(rows) + "\n", problems
+
+
 def test_every_alchemiscale_method_exists_with_a_compatible_signature() -> None:
     _, problems = _table()
     assert problems == [], "\n".join(problems)
 
 
+def test_every_route_of_alchemiscales_compute_clients_is_served() -> None:
+    _, problems = _compute_table()
+    assert problems == [], "\n".join(problems)
+
+
 def test_the_compat_table_in_the_docs_is_current() -> None:
-    text, _ = _table()
+    text = _table()[0] + _compute_table()[0]
     if os.environ.get("ALCHEMISCALE_COMPAT_UPDATE"):
         DOC.write_text(text)
     assert DOC.exists() and DOC.read_text() == text, (
