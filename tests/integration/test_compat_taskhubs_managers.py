@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from alchemiscale_local.backends.statestore import hub_key
+from alchemiscale_local.backends.statestore import Conflict, hub_key
 from api_helpers import submit_toy
 
 OTHER = ("test-compute-hubs-other", "compute-hubs-other-key-0123456789")
@@ -361,3 +362,43 @@ def test_bad_manager_ids_and_links_are_4xx_and_write_nothing(api_server):
             assert resp.status_code == 422 and resp.json()["detail"], resp.text
             resp = http.post(f"/computeservice/{sid}/heartbeat", json={})
             assert resp.status_code == 404  # never registered
+
+
+# -- concurrency (the store under the routes) ---------------------------------------------------
+def test_concurrent_hub_claims_never_share_a_task(api_server):
+    scope = f"org1-hubrace-p{uuid.uuid4().hex[:8]}"
+    with api_server.client() as client:
+        net, _c, tfs = submit_toy(client, scope, n=1)
+        tasks = [str(t) for t in client.create_tasks(tfs[0], count=8)]
+        client.action_tasks(tasks, net)
+    store = api_server.store
+    sids = [f"racer{i}-{uuid.uuid4().hex}" for i in range(4)]
+    with _http(api_server) as http:
+        for sid in sids:
+            _register(http, sid)
+    with ThreadPoolExecutor(len(sids)) as pool:
+        results = list(pool.map(lambda sid: store.claim_taskhub_tasks(sid, hub_key(net), 3), sids))
+    claimed = [t for r in results for t in r]
+    assert len(claimed) == len(set(claimed)) == 8 and set(claimed) == set(tasks)
+    holders = {key: t["claimed_by"] for key, t in zip(tasks, store.get_tasks(tasks), strict=True)}
+    for sid, got in zip(sids, results, strict=True):
+        assert all(holders[t] == sid for t in got)
+        store.deregister_computeservice(sid)
+
+
+def test_concurrent_manager_registrations_of_one_name_leave_one(api_server):
+    name = "mgr" + uuid.uuid4().hex[:8]
+    ids = [_manager_id(name) for _ in range(6)]
+
+    def register(manager: str) -> str:
+        try:
+            return api_server.store.register_computemanager(manager, owner="test-compute")
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        outcomes = list(pool.map(register, ids))
+    winners = [o for o in outcomes if o != "conflict"]
+    assert len(winners) == 1 and winners[0] in ids
+    assert api_server.store.computemanager_by_name(name)["uuid"] == winners[0].split("-")[1]
+    api_server.store.deregister_computemanager(winners[0])
