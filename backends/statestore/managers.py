@@ -134,14 +134,6 @@ class ManagersMixin(TaskHubsMixin):
         )
         return f"{name}-{uuid}"
 
-    def get_computemanager(self, manager_id: str) -> dict[str, Any] | None:
-        """The registration's properties plus its managed services; None when absent."""
-        found = self._own_manager(manager_id, None)
-        if found is None:
-            return None
-        found["compute_service_ids"] = self.managed_computeservices(manager_id)
-        return found
-
     def managed_computeservices(self, manager_id: str) -> list[str]:
         name, uuid = parse_manager_id(manager_id)
         return [
