@@ -20,7 +20,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alchemiscale_local.backends.objectstore import ChecksumMismatch, InvalidPath, ObjectStore
@@ -33,6 +32,7 @@ from alchemiscale_local.backends.objectstore.paths import (
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.settings import ArtifactSettings, Settings
+from alchemiscale_local.wire import ManifestBody
 
 from .auth import TokenData, compute_token, user_token
 from .deps import get_objects, get_settings, get_store
@@ -238,27 +238,6 @@ async def put_task_file(
     finally:
         quota.settle(size, stored_size)
     return {"path": path, "size": stored.size, "sha256": stored.sha256, "created": stored.created}
-
-
-class FileEntry(BaseModel):
-    path: str = Field(min_length=1, max_length=900)
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class SkippedEntry(BaseModel):
-    path: str = Field(max_length=2000)
-    size: int | None = Field(None, ge=0)
-    reason: str = Field(max_length=2000)
-
-
-class ManifestBody(BaseModel):
-    ok: bool
-    created: float
-    files: list[FileEntry] = Field(default_factory=list, max_length=100_000)
-    skipped: list[SkippedEntry] = Field(default_factory=list, max_length=10_000)
-    log_size: int | None = Field(None, ge=0, description="the log's full size when only its tail was kept")
-    upload_s: float | None = None
 
 
 @compute_router.post(

@@ -20,6 +20,7 @@ from .schemas import (
     MaxRetriesBody,
     NetworksBody,
     NetworkStatesBody,
+    NetworkSubmission,
     NetworkWeightsBody,
     PatternsBody,
     RestartPatternsBody,
@@ -98,10 +99,11 @@ async def create_network(
         raise HTTPException(
             422, "body must be an object {network: <keyed chain>, scope: 'org-campaign-project', state?}"
         )
-    scope = _body_scope(body["scope"])
+    submission = NetworkSubmission.model_validate(body)
+    scope = _body_scope(submission.scope)
     token.require(scope)
-    state = body.get("state") or "active"
-    sk, stats = await run_in_threadpool(store.assemble_network, body["network"], scope, state=state)
+    state = submission.state or "active"
+    sk, stats = await run_in_threadpool(store.assemble_network, submission.network, scope, state=state)
     sk = ScopedKey.coerce(sk)
     return {**sk.to_dict(), "network": str(sk), **stats}
 

@@ -6,9 +6,7 @@ The strategist loop (:mod:`alchemiscale_local.strategist`) runs it inside the de
 
 from __future__ import annotations
 
-import json
-
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.backends.statestore import strategies as st
@@ -18,6 +16,7 @@ from alchemiscale_local.models import ScopedKey
 from .auth import TokenData, user_token
 from .deps import get_store
 from .keys import NetworkKey
+from .schemas import StrategyBody
 
 router = APIRouter(dependencies=[Depends(user_token)], tags=["strategies"])
 
@@ -31,22 +30,14 @@ def _network(network: ScopedKey) -> ScopedKey:
 @router.post(
     "/networks/{network}/strategy", summary="Set (or with strategy null remove) a network's Strategy"
 )
-async def set_network_strategy(
+def set_network_strategy(
     network: NetworkKey,
-    request: Request,
-    token: TokenData = Depends(user_token),
+    body: StrategyBody,
     store: Neo4jStore = Depends(get_store),
 ) -> str | None:
     net = _network(network)
     try:
-        body = json.loads(await request.body())
-        chain = body.pop("strategy")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        raise HTTPException(
-            422, "body must be JSON {strategy: keyed chain or null, ...state fields}"
-        ) from None
-    try:
-        return st.set_network_strategy(store, net, chain, body)
+        return st.set_network_strategy(store, net, body.strategy, body.state())
     except InvalidInput as exc:
         raise HTTPException(422, str(exc)) from None
     except NotFound as exc:
