@@ -23,7 +23,7 @@ from alchemiscale_local.settings import Settings
 
 from .auth import TokenData, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
-from .keys import ComputeTaskKey
+from .keys import ComputeTaskKey, need
 from .owners import require_owner
 from .result_check import ResultRejected, check_result
 from .schemas import ClaimBody, TasksBody
@@ -86,8 +86,9 @@ def unwanted(
     store: Neo4jStore = Depends(get_store),
 ) -> dict:
     require_owner(request, store, identifier, token)
-    reasons = store.unwanted_tasks(identifier, body.tasks)
-    keys = [str(t) for t in body.tasks]
+    tasks = [need(token, t) for t in body.tasks]
+    reasons = store.unwanted_tasks(identifier, tasks)
+    keys = [str(t) for t in tasks]
     return {"stop": [k for k in dict.fromkeys(keys) if k in reasons], "reasons": reasons}
 
 
