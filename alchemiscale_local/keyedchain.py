@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .gufekeys import check_key, compute_key, gufe_ref, make_key, random_key
+from .models import GUFE_KEY_RE
 
 __all__ = [
     "BadReferenceError",
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 RefPath = tuple[str | int, ...]
-KEY_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)-([A-Za-z0-9]+)\Z")
+KEY_RE = GUFE_KEY_RE  # the one gufe-key pattern (models.py); groups: qualname, token
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _REF = ":gufe-key:"
 _INF = float("inf")

@@ -16,8 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: '_', at most SCOPE_PART_MAX characters in all.
 SCOPE_PART_MAX = 64
 SCOPE_PART_PATTERN = rf"[a-zA-Z][a-zA-Z0-9_]{{0,{SCOPE_PART_MAX - 1}}}"
-_PART_RE = re.compile(rf"^{SCOPE_PART_PATTERN}\Z")
-_GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
+#: The one rule for a gufe key ``<Qualname>-<token>`` (groups: qualname, token), used by the
+#: models, the wire, the routes, the state store and the keyed-chain checks.
+GUFE_KEY_PATTERN = r"([A-Za-z_][A-Za-z0-9_.]*)-([A-Za-z0-9]+)"
+#: Anchored with \Z, not '$' (which also matches before a trailing newline: 'proj\n').
+SCOPE_PART_RE = re.compile(rf"{SCOPE_PART_PATTERN}\Z")
+GUFE_KEY_RE = re.compile(rf"{GUFE_KEY_PATTERN}\Z")
 
 
 class InvalidIdentifier(ValueError):
@@ -32,12 +36,12 @@ def check_scope_part(name: str, part: str) -> None:
     """InvalidIdentifier unless ``part`` follows the scope-part rule (``name``: org/campaign/project)."""
     if not isinstance(part, str):
         raise InvalidIdentifier(f"scope {name} must be a string")
-    if len(part) > SCOPE_PART_MAX and _PART_RE.match(part[:SCOPE_PART_MAX]):
+    if len(part) > SCOPE_PART_MAX and SCOPE_PART_RE.match(part[:SCOPE_PART_MAX]):
         raise ScopePartTooLong(
             f"scope {name} {part[:20]!r}... is {len(part)} characters long; at most {SCOPE_PART_MAX} "
             "are allowed (the object store's limit for a path part)"
         )
-    if not _PART_RE.match(part):
+    if not SCOPE_PART_RE.match(part):
         raise InvalidIdentifier(
             f"scope {name} {part!r} must start with a letter and contain only letters, digits and '_' "
             f"(at most {SCOPE_PART_MAX} characters)"
@@ -175,7 +179,7 @@ class ScopedKey(BaseModel):
     project: str
 
     def model_post_init(self, __context: Any) -> None:
-        if not _GUFE_KEY_RE.match(self.gufe_key):
+        if not GUFE_KEY_RE.match(self.gufe_key):
             raise InvalidIdentifier(f"gufe key {self.gufe_key!r} must look like '<Qualname>-<token>'")
         Scope(org=self.org, campaign=self.campaign, project=self.project)
         for part in (self.org, self.campaign, self.project):

@@ -20,11 +20,18 @@ import traceback
 from typing import Any
 
 from alchemiscale_local.backends.statestore import strategies as st
+from alchemiscale_local.backends.statestore.base import parse_sk
+from alchemiscale_local.models import ScopedKey
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
 RUNNABLE = ("waiting", "running")
+
+
+def _sks(keys: list[str]) -> list[ScopedKey]:
+    """Keys the store read from the graph, parsed to pass back in."""
+    return [parse_sk(k) for k in keys]
 
 
 def available() -> bool:
@@ -53,7 +60,8 @@ class Strategist:
         """Run every due strategy once; how many ran."""
         due = st.strategies_due(self.store)
         for item in due:
-            self.execute(item["network"], item["chain"], item["state"])
+            # the network key is read from the strategy's node: parsed once here
+            self.execute(parse_sk(item["network"]), item["chain"], item["state"])
         return len(due)
 
     def _load(self, chain_json: str) -> Any:
@@ -62,14 +70,14 @@ class Strategist:
         # gufe's custom encodings (settings, units) decode only with its JSON handler.
         return GufeTokenizable.from_keyed_chain(json.loads(chain_json, cls=JSON_HANDLER.decoder))
 
-    def _protocol_results(self, network: Any, tf_sks: list[str]) -> tuple[dict, int, dict]:
+    def _protocol_results(self, network: Any, tf_sks: list[ScopedKey]) -> tuple[dict, int, dict]:
         """({transformation key: ProtocolResult or None}, successful result count, {key: sk})."""
         from gufe.tokenization import GufeTokenizable
 
         from alchemiscale_local.client.documents import decode_result
 
         by_key = {tf.key: tf for tf in network.edges}
-        key_to_sk = {sk.rsplit("-", 3)[0]: sk for sk in tf_sks}
+        key_to_sk = {sk.gufe_key: sk for sk in tf_sks}
         results, count = {}, 0
         for key, sk in key_to_sk.items():
             refs = self.store.get_transformation_results(sk, ok=True)
@@ -81,19 +89,19 @@ class Strategist:
             results[key] = by_key[key].gather(pdrs) if pdrs else None
         return results, count, key_to_sk
 
-    def execute(self, network: str, chain: str, state: dict[str, Any]) -> str:
+    def execute(self, network: ScopedKey, chain: str, state: dict[str, Any]) -> str:
         """One iteration on one network; its new status."""
         count = state.get("last_iteration_result_count") or 0
         try:
             net = self._load(self.store.get_keyed_chain_json(network))
-            tf_sks = self.store.get_network_transformations(network)
+            tf_sks = _sks(self.store.get_network_transformations(network))
             results, count, key_to_sk = self._protocol_results(net, tf_sks)
             if state["status"] == "dormant" and count == state["last_iteration_result_count"]:
                 return "dormant"  # no new results: stay asleep without counting an iteration
             weights = self._load(chain).propose(net, results).resolve()
             if all(w is None for w in weights.values()):
                 if state["mode"] == "full":
-                    actioned = list(self.store.get_network_actioned_tasks(network))
+                    actioned = _sks(list(self.store.get_network_actioned_tasks(network)))
                     if actioned:
                         self.store.cancel_tasks(actioned, network)
                 st.record_iteration(self.store, network, status="dormant", result_count=count)
@@ -116,10 +124,12 @@ class Strategist:
             )
             return "error"
 
-    def _apply(self, network: str, key_to_sk: dict, weights: dict, state: dict[str, Any]) -> None:
-        actioned = list(self.store.get_network_actioned_tasks(network))
+    def _apply(
+        self, network: ScopedKey, key_to_sk: dict[str, ScopedKey], weights: dict, state: dict[str, Any]
+    ) -> None:
+        actioned = _sks(list(self.store.get_network_actioned_tasks(network)))
         infos = self.store.get_tasks(actioned) if actioned else []
-        per_tf: dict[str, list[str]] = {}
+        per_tf: dict[str, list[ScopedKey]] = {}
         for task, info in zip(actioned, infos, strict=True):
             if info is not None:
                 per_tf.setdefault(info["transformation"], []).append(task)
@@ -128,15 +138,15 @@ class Strategist:
             if sk is None:
                 continue
             target = task_count(weight, state["max_tasks_per_transformation"], state["task_scaling"])
-            have = per_tf.get(sk, [])
+            have = per_tf.get(str(sk), [])
             if target > len(have):
                 need = target - len(have)
                 spare = [
                     t
-                    for t in self.store.get_transformation_tasks(sk)
+                    for t in _sks(self.store.get_transformation_tasks(sk))
                     if t not in have and self.store.get_task_status([t])[0] in RUNNABLE
                 ][:need]
-                spare += self.store.create_tasks([sk] * (need - len(spare)), creator="strategist")
+                spare += _sks(self.store.create_tasks([sk] * (need - len(spare)), creator="strategist"))
                 self.store.action_tasks(spare, network)
             elif target < len(have) and state["mode"] == "full":
                 statuses = dict(zip(have, self.store.get_task_status(have), strict=True))

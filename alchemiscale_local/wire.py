@@ -1,4 +1,4 @@
-"""The wire contract: request bodies of the user API, shared by the server and the clients.
+"""The wire contract: request bodies of the user and compute APIs, shared by the server and the clients.
 
 Bodies follow alchemiscale 0.8's wire format so its own client works unchanged; keys in a
 body may be ScopedKey strings or alchemiscale's ``{gufe_key, org, campaign, project}``
@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 from alchemiscale_local.models import InvalidIdentifier, ScopedKey
 
@@ -45,10 +55,17 @@ def _key_or_none(value: Any) -> ScopedKey | None:
         return None
 
 
+def _key_text(sk: ScopedKey | None) -> str | None:
+    return None if sk is None else str(sk)
+
+
+#: Our clients send a key as its string (the short form; both are accepted).
+_AS_TEXT = PlainSerializer(_key_text, when_used="json")
+
 #: A key in a body: a ScopedKey string or object; anything else is a 422.
-KeyIn = Annotated[ScopedKey, BeforeValidator(_key), WithJsonSchema(_KEY_SCHEMA)]
+KeyIn = Annotated[ScopedKey, BeforeValidator(_key), _AS_TEXT, WithJsonSchema(_KEY_SCHEMA)]
 #: A key in a bulk getter's body: unreadable ones become None (answered with None).
-LooseKey = Annotated[ScopedKey | None, BeforeValidator(_key_or_none), WithJsonSchema(_KEY_SCHEMA)]
+LooseKey = Annotated[ScopedKey | None, BeforeValidator(_key_or_none), _AS_TEXT, WithJsonSchema(_KEY_SCHEMA)]
 
 Keys = Annotated[list[KeyIn], Field(max_length=MAX_BULK)]
 LooseKeys = Annotated[list[LooseKey], Field(max_length=MAX_BULK)]
@@ -60,6 +77,16 @@ class Body(BaseModel):
 
 
 # -- networks ---------------------------------------------------------------------------------
+class NetworkSubmission(BaseModel):
+    """``POST /networks``: a network's keyed chain, its scope (``'org-campaign-project'`` or
+    alchemiscale's ``{org, campaign, project}``) and its state. The values are typed loosely on
+    purpose: the route and the store check them, with a 400 that names what is wrong."""
+
+    network: Any
+    scope: Any
+    state: Any = "active"
+
+
 class NetworksBody(Body):
     networks: Keys
 
@@ -159,6 +186,64 @@ class MaxRetriesBody(Body):
 
 class PatternsBody(Body):
     patterns: Patterns
+
+
+# -- strategies -------------------------------------------------------------------------------
+class StrategyBody(BaseModel):
+    """``POST /networks/{network}/strategy``: the Strategy's keyed chain (null removes it) and the
+    settable StrategyState fields. Other fields pass through, so the store names them when it
+    refuses them (it also checks the values' ranges)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    strategy: list | None
+    max_tasks_per_transformation: StrictInt = 3
+    task_scaling: StrictStr = "exponential"
+    mode: StrictStr = "partial"
+    sleep_interval: StrictInt = 3600
+
+    def state(self) -> dict[str, Any]:
+        """The StrategyState fields (every field but the strategy)."""
+        return self.model_dump(exclude={"strategy"})
+
+
+# -- compute API ------------------------------------------------------------------------------
+class ServiceTasksBody(Body):
+    """Tasks a compute service runs (``/compute/computeservice/{id}/tasks/unwanted``)."""
+
+    tasks: Keys
+
+
+class ClaimBody(Body):
+    compute_service_id: str = Field(min_length=1, max_length=200)
+    count: int = Field(1, ge=1, le=1000)
+    scopes: Annotated[list[str], Field(max_length=1000)] = Field(default_factory=lambda: ["*-*-*"])
+    protocols: Annotated[list[str], Field(max_length=1000)] | None = None
+    scopes_exclude: Annotated[list[str], Field(max_length=1000)] | None = None
+
+
+# -- task files (compute API) -----------------------------------------------------------------
+class FileEntry(BaseModel):
+    path: str = Field(min_length=1, max_length=900)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class SkippedEntry(BaseModel):
+    path: str = Field(max_length=2000)
+    size: int | None = Field(None, ge=0)
+    reason: str = Field(max_length=2000)
+
+
+class ManifestBody(BaseModel):
+    """An attempt's kept files (``POST /compute/tasks/{task}/files/{pdr_key}/manifest``)."""
+
+    ok: bool
+    created: float
+    files: list[FileEntry] = Field(default_factory=list, max_length=100_000)
+    skipped: list[SkippedEntry] = Field(default_factory=list, max_length=10_000)
+    log_size: int | None = Field(None, ge=0, description="the log's full size when only its tail was kept")
+    upload_s: float | None = None
 
 
 # -- results ----------------------------------------------------------------------------------

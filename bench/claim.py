@@ -17,7 +17,6 @@ from typing import Any
 
 from alchemiscale_local.backends.statestore import hub_key
 
-from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.runtimes.pdr import dag_result_entry, encode_result, unit_entry, unit_result_entry
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
@@ -54,9 +53,9 @@ def setup_tasks(ctx: BenchContext, n_networks: int, total: int, org: str) -> tup
         n = total // n_networks + (1 if i < total % n_networks else 0)
         chain = build_toy_network(n, name=f"bench claim {i}", settings={"duration_s": 0.0, "seed": i})
         sk, _ = store.assemble_network(chain, scope)
-        tasks = store.create_tasks(store.get_network_transformations(str(sk)))
-        store.action_tasks(tasks, str(sk))
-        hubs.append(hub_key(ScopedKey.from_str(str(sk))))
+        tasks = store.create_tasks(store.get_network_transformations(sk))
+        store.action_tasks(tasks, sk)
+        hubs.append(hub_key(sk))
     return scope, hubs
 
 

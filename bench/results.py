@@ -84,8 +84,8 @@ def setup(ctx: BenchContext, n: int) -> tuple[list[str], list, str, str]:
     scope = fresh_scope("benchresults")
     chain = build_toy_network(n, name=f"bench results {n}", settings=TOY)
     sk, _ = store.assemble_network(chain, scope)
-    tfs = store.get_network_transformations(str(sk))
-    store.action_tasks(store.create_tasks(tfs), str(sk))
+    tfs = store.get_network_transformations(sk)
+    store.action_tasks(store.create_tasks(tfs), sk)
     with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp:
         _complete_tasks(ctx, scope, len(tfs), Path(tmp))
     return tfs, chain, scope, str(sk)

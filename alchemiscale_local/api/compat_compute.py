@@ -39,6 +39,7 @@ from alchemiscale_local.settings import Settings
 from . import compat_managers, routes_compute
 from .auth import TokenData, any_token, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
+from .keys import AnyKindTaskKey, ComputeTaskKey
 from .owners import require_owner
 from .result_check import MAX_DECOMPRESSED, ResultRejected, check_result
 
@@ -55,9 +56,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 @shared_router.get("/tasks/{task}/transformation", summary="The task's transformation ScopedKey")
 def task_transformation_any_kind(
-    task: str, token: TokenData = Depends(any_token), store: Neo4jStore = Depends(get_store)
+    task: AnyKindTaskKey, token: TokenData = Depends(any_token), store: Neo4jStore = Depends(get_store)
 ) -> str:
-    return store.get_task_transformation(str(token.require_key(task)))[0]
+    return store.get_task_transformation(task)[0]
 
 
 def _scope_text(scope: Any) -> str:
@@ -150,13 +151,13 @@ def claim(
 
 @router.get("/tasks/{task}/transformation/gufe")
 def retrieve_task_transformation(
-    task: str,
+    task: ComputeTaskKey,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ) -> Response:
     """``[transformation keyed chain, extended result as latin-1 zstd text or null]``."""
-    sk = str(token.require_key(task))
+    sk = task
     info = store.get_tasks([sk])[0]
     if info is None:
         raise HTTPException(404, f"no task {sk}")
@@ -208,14 +209,14 @@ def _pdr_identity(result: bytes) -> tuple[str, bool]:
 
 @router.post("/tasks/{task}/results")
 async def set_task_result(
-    task: str,
+    task: ComputeTaskKey,
     request: Request,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ) -> dict:
     """Store a result (alchemiscale's JSON body); answer the result reference's ScopedKey."""
-    sk = token.require_key(task)
+    sk = task
     body = await request.body()
     try:
         compute_service_id = json.loads(body)["compute_service_id"]
@@ -224,7 +225,7 @@ async def set_task_result(
     if not isinstance(compute_service_id, str) or compute_service_id in ("", "None"):
         raise HTTPException(400, "compute_service_id must name the service that ran the task")
     await run_in_threadpool(require_owner, request, store, compute_service_id, token)
-    tf, held = await run_in_threadpool(store.result_admission, compute_service_id, str(sk))
+    tf, held = await run_in_threadpool(store.result_admission, compute_service_id, sk)
     tf_key = tf.rsplit("-", 3)[0]
 
     async def refuse(status: int, reason: str) -> HTTPException:
@@ -232,7 +233,7 @@ async def set_task_result(
         new = None
         if held:
             new = await run_in_threadpool(
-                store.refuse_task_result, str(sk), compute_service_id, f"result refused: {reason}"
+                store.refuse_task_result, sk, compute_service_id, f"result refused: {reason}"
             )
         return HTTPException(status, reason + (f"; task {sk} is now {new}" if new else ""))
 
@@ -265,7 +266,7 @@ async def set_task_result(
     )
     await run_in_threadpool(
         lambda: store.set_task_result(
-            str(sk), ref, identifier=compute_service_id, tracebacks=tracebacks, allow_late=True
+            sk, ref, identifier=compute_service_id, tracebacks=tracebacks, allow_late=True
         )
     )
     scope = sk.scope

@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from alchemiscale_local import __version__
 from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
-from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.settings import Settings, masked_dump
 
-from .auth import TokenData, any_token, user_token
+from .auth import TokenData, any_token
 from .deps import get_objects, get_settings, get_store
+from .keys import AnyKey, need
 
 router = APIRouter()
 
@@ -65,18 +65,10 @@ def identity_scopes(identifier: str, token: TokenData = Depends(any_token)) -> l
 
 
 @router.get("/exists/{scoped_key}", summary="Whether a gufe object or task exists")
-def exists(
-    scoped_key: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
-) -> bool:
-    sk = token.require_key(scoped_key)
-    if sk.qualname == "Task":
-        return store.get_task_status([str(sk)])[0] is not None
-    return store.object_exists(str(sk))
+def exists(scoped_key: AnyKey, store: Neo4jStore = Depends(get_store)) -> bool:
+    if scoped_key.qualname == "Task":
+        return store.get_task_status([scoped_key])[0] is not None
+    return store.object_exists(scoped_key)
 
 
-def need(token: TokenData, key: ScopedKey | str) -> ScopedKey:
-    """The key (a ScopedKey, or its string: 400 if malformed) if the token may see its scope (else 403)."""
-    if isinstance(key, ScopedKey):
-        token.require(key.scope)
-        return key
-    return token.require_key(key)
+__all__ = ["need", "router"]

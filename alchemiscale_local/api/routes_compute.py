@@ -23,6 +23,7 @@ from alchemiscale_local.settings import Settings
 
 from .auth import TokenData, compute_token, parse_scope_param
 from .deps import get_objects, get_settings, get_store
+from .keys import ComputeTaskKey, need
 from .owners import require_owner
 from .result_check import ResultRejected, check_result
 from .schemas import ClaimBody, TasksBody
@@ -85,8 +86,9 @@ def unwanted(
     store: Neo4jStore = Depends(get_store),
 ) -> dict:
     require_owner(request, store, identifier, token)
-    keys = [str(token.require_key(t)) for t in body.tasks]
-    reasons = store.unwanted_tasks(identifier, keys)
+    tasks = [need(token, t) for t in body.tasks]
+    reasons = store.unwanted_tasks(identifier, tasks)
+    keys = [str(t) for t in tasks]
     return {"stop": [k for k in dict.fromkeys(keys) if k in reasons], "reasons": reasons}
 
 
@@ -122,19 +124,18 @@ def claim(
 
 @router.get("/tasks/{task}/transformation", summary="The task's transformation ScopedKey")
 def task_transformation(
-    task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
+    task: ComputeTaskKey, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
 ) -> str:
-    return store.get_task_transformation(str(token.require_key(task)))[0]
+    return store.get_task_transformation(task)[0]
 
 
 @router.get("/tasks/{task}/inputs", summary="What a service needs to run a task")
 def task_inputs(
-    task: str, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
+    task: ComputeTaskKey, token: TokenData = Depends(compute_token), store: Neo4jStore = Depends(get_store)
 ) -> Response:
-    sk = str(token.require_key(task))
-    info = store.get_tasks([sk])[0]
+    info = store.get_tasks([task])[0]
     if info is None:
-        raise HTTPException(404, f"no task {sk}")
+        raise HTTPException(404, f"no task {task}")
     extends_ref = None
     if info["extends"]:
         refs = store.get_task_results(info["extends"], ok=True)
@@ -142,7 +143,7 @@ def task_inputs(
     chain = store.get_keyed_chain_json(info["transformation"])
     head = json.dumps(
         {
-            "task": sk,
+            "task": str(task),
             "transformation_key": info["transformation"],
             "protocol": info["protocol"],
             "protocol_module": info["protocol_module"],
@@ -156,12 +157,12 @@ def task_inputs(
 
 @router.get("/tasks/{task}/extends/result", summary="Bytes of the result the task extends")
 def extends_result(
-    task: str,
+    task: ComputeTaskKey,
     token: TokenData = Depends(compute_token),
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ) -> StreamingResponse:
-    sk = str(token.require_key(task))
+    sk = task
     info = store.get_tasks([sk])[0]
     if info is None or not info["extends"]:
         raise HTTPException(404, f"task {sk} extends nothing")
@@ -185,7 +186,7 @@ def extends_result(
 
 @router.post("/tasks/{task}/results", summary="Upload a ProtocolDAGResult (zstd keyed chain, streamed)")
 async def push_result(
-    task: str,
+    task: ComputeTaskKey,
     request: Request,
     compute_service_id: str,
     pdr_key: str,
@@ -194,10 +195,10 @@ async def push_result(
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ) -> dict:
-    sk = token.require_key(task)
+    sk = task
     await run_in_threadpool(require_owner, request, store, compute_service_id, token)
     # Refuse before storing anything when the task is complete or was never this service's.
-    tf, held = await run_in_threadpool(store.result_admission, compute_service_id, str(sk))
+    tf, held = await run_in_threadpool(store.result_admission, compute_service_id, sk)
     tf_key = tf.rsplit("-", 3)[0]
 
     async def refuse(status: int, reason: str) -> HTTPException:
@@ -206,7 +207,7 @@ async def push_result(
         new = None
         if held:
             new = await run_in_threadpool(
-                store.refuse_task_result, str(sk), compute_service_id, f"result refused: {reason}"
+                store.refuse_task_result, sk, compute_service_id, f"result refused: {reason}"
             )
         suffix = f"; task {sk} is now {new}" if new else ""
         return HTTPException(status, f"{reason}{suffix}")
@@ -249,7 +250,7 @@ async def push_result(
     )
     status = await run_in_threadpool(
         lambda: store.set_task_result(
-            str(sk), ref, identifier=compute_service_id, tracebacks=tracebacks, allow_late=True
+            sk, ref, identifier=compute_service_id, tracebacks=tracebacks, allow_late=True
         )
     )
     return {

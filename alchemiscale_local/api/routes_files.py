@@ -20,7 +20,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from alchemiscale_local.backends.objectstore import ChecksumMismatch, InvalidPath, ObjectStore
@@ -33,9 +32,11 @@ from alchemiscale_local.backends.objectstore.paths import (
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.models import ScopedKey
 from alchemiscale_local.settings import ArtifactSettings, Settings
+from alchemiscale_local.wire import ManifestBody
 
 from .auth import TokenData, compute_token, user_token
 from .deps import get_objects, get_settings, get_store
+from .keys import ComputeTaskKey, TaskKey
 
 MANIFEST = "manifest.json"
 LOG_PATH = "protocol.log"
@@ -183,7 +184,7 @@ def _caps(policy: ArtifactSettings, path: str, size: int, used: int) -> None:
     summary="Upload one file a task left behind (streamed; sha256 and size checked)",
 )
 async def put_task_file(
-    task: str,
+    task: ComputeTaskKey,
     pdr_key: str,
     path: str,
     request: Request,
@@ -195,12 +196,12 @@ async def put_task_file(
     objects: ObjectStore = Depends(get_objects),
     settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
-    sk = token.require_key(task)
+    sk = task
     _checked(pdr_key, path)
     policy = settings.compute.artifacts
     if not policy.enabled:
         raise HTTPException(409, "this deployment keeps no task files (compute.artifacts.enabled is false)")
-    await run_in_threadpool(store.assert_claim, compute_service_id, str(sk))
+    await run_in_threadpool(store.assert_claim, compute_service_id, sk)
     attempt = f"{task_prefix(sk.scope, sk.gufe_key)}/{pdr_key}"
     used = sum(
         i.size
@@ -239,33 +240,12 @@ async def put_task_file(
     return {"path": path, "size": stored.size, "sha256": stored.sha256, "created": stored.created}
 
 
-class FileEntry(BaseModel):
-    path: str = Field(min_length=1, max_length=900)
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class SkippedEntry(BaseModel):
-    path: str = Field(max_length=2000)
-    size: int | None = Field(None, ge=0)
-    reason: str = Field(max_length=2000)
-
-
-class ManifestBody(BaseModel):
-    ok: bool
-    created: float
-    files: list[FileEntry] = Field(default_factory=list, max_length=100_000)
-    skipped: list[SkippedEntry] = Field(default_factory=list, max_length=10_000)
-    log_size: int | None = Field(None, ge=0, description="the log's full size when only its tail was kept")
-    upload_s: float | None = None
-
-
 @compute_router.post(
     "/tasks/{task}/files/{pdr_key}/manifest",
     summary="Commit an attempt's files: the list users see (every file must be uploaded first)",
 )
 def put_manifest(
-    task: str,
+    task: ComputeTaskKey,
     pdr_key: str,
     body: ManifestBody,
     compute_service_id: str,
@@ -273,9 +253,9 @@ def put_manifest(
     store: Neo4jStore = Depends(get_store),
     objects: ObjectStore = Depends(get_objects),
 ) -> dict[str, Any]:
-    sk = token.require_key(task)
+    sk = task
     _checked(pdr_key)
-    store.assert_claim(compute_service_id, str(sk))
+    store.assert_claim(compute_service_id, sk)
     attempt = f"{task_prefix(sk.scope, sk.gufe_key)}/{pdr_key}"
     sizes = {i.location[len(attempt) + 1 :]: i.size for i in objects.list_prefix(attempt)}
     for entry in body.files:
@@ -298,22 +278,22 @@ def put_manifest(
 # -- user routes ------------------------------------------------------------------------
 @user_router.get("/tasks/{task}/files", summary="The files kept of each attempt of a task (manifests)")
 def list_task_files(
-    task: str, token: TokenData = Depends(user_token), objects: ObjectStore = Depends(get_objects)
+    task: TaskKey, token: TokenData = Depends(user_token), objects: ObjectStore = Depends(get_objects)
 ) -> list[dict[str, Any]]:
-    return task_manifests(objects, token.require_key(task))
+    return task_manifests(objects, task)
 
 
 @user_router.get(
     "/tasks/{task}/files/{pdr_key}/{path:path}", summary="One kept file (sha256 in X-Content-SHA256)"
 )
 def get_task_file(
-    task: str,
+    task: TaskKey,
     pdr_key: str,
     path: str,
     token: TokenData = Depends(user_token),
     objects: ObjectStore = Depends(get_objects),
 ) -> StreamingResponse:
-    return stream_kept_file(objects, token.require_key(task), pdr_key, path, "application/octet-stream")
+    return stream_kept_file(objects, task, pdr_key, path, "application/octet-stream")
 
 
 def stream_kept_file(
@@ -340,12 +320,12 @@ def stream_kept_file(
 
 @user_router.get("/tasks/{task}/log", summary="The protocol log of a task's latest attempt (or of pdr_key)")
 def get_task_log(
-    task: str,
+    task: TaskKey,
     pdr_key: str | None = None,
     token: TokenData = Depends(user_token),
     objects: ObjectStore = Depends(get_objects),
 ) -> StreamingResponse:
-    sk = token.require_key(task)
+    sk = task
     if pdr_key is not None:
         _checked(pdr_key)
     for manifest in reversed(task_manifests(objects, sk)):

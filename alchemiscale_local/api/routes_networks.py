@@ -14,12 +14,13 @@ from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey, Scope
 
 from .auth import TokenData, parse_scope_param, user_token
 from .deps import get_store
+from .keys import ChemicalSystemKey, NetworkKey, TransformationKey, need
 from .middleware import json_body
-from .routes_base import need
 from .schemas import (
     MaxRetriesBody,
     NetworksBody,
     NetworkStatesBody,
+    NetworkSubmission,
     NetworkWeightsBody,
     PatternsBody,
     RestartPatternsBody,
@@ -31,9 +32,8 @@ router = APIRouter(dependencies=[Depends(user_token)])
 JSON = "application/json"
 
 
-def _chain_response(store: Neo4jStore, token: TokenData, key: str) -> Response:
-    sk = token.require_key(key)
-    return Response(store.get_keyed_chain_json(str(sk)), media_type=JSON)
+def _chain_response(store: Neo4jStore, sk: ScopedKey) -> Response:
+    return Response(store.get_keyed_chain_json(sk), media_type=JSON)
 
 
 def visible_scopes(
@@ -99,10 +99,11 @@ async def create_network(
         raise HTTPException(
             422, "body must be an object {network: <keyed chain>, scope: 'org-campaign-project', state?}"
         )
-    scope = _body_scope(body["scope"])
+    submission = NetworkSubmission.model_validate(body)
+    scope = _body_scope(submission.scope)
     token.require(scope)
-    state = body.get("state") or "active"
-    sk, stats = await run_in_threadpool(store.assemble_network, body["network"], scope, state=state)
+    state = submission.state or "active"
+    sk, stats = await run_in_threadpool(store.assemble_network, submission.network, scope, state=state)
     sk = ScopedKey.coerce(sk)
     return {**sk.to_dict(), "network": str(sk), **stats}
 
@@ -132,35 +133,35 @@ def query_networks(
 
 @router.get("/networks/{network}", summary="A network as a keyed chain")
 def get_network(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> Response:
-    return _chain_response(store, token, network)
+    return _chain_response(store, network)
 
 
 @router.get("/networks/{network}/transformations")
 def network_transformations(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    return store.get_network_transformations(str(token.require_key(network)))
+    return store.get_network_transformations(network)
 
 
 @router.get("/networks/{network}/chemicalsystems")
 def network_chemicalsystems(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    return store.get_network_chemicalsystems(str(token.require_key(network)))
+    return store.get_network_chemicalsystems(network)
 
 
 @router.get("/networks/{network}/weight")
 def get_network_weight(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> float | None:
-    return store.get_network_weight([str(token.require_key(network))])[0]
+    return store.get_network_weight([network])[0]
 
 
 @router.post("/networks/{network}/weight", summary="Set the hub weight: a bare number or {weight}")
 def set_network_weight(
-    network: str,
+    network: NetworkKey,
     body: Annotated[float | WeightBody, Body()],
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
@@ -168,92 +169,90 @@ def set_network_weight(
     weight = body.weight if isinstance(body, WeightBody) else body
     if not 0 <= weight <= 1:
         raise HTTPException(422, f"weight {weight!r} must be between 0 and 1")
-    net = need(token, network)
-    store.set_network_weight([str(net)], [weight])
-    return str(net)
+    store.set_network_weight([network], [weight])
+    return str(network)
 
 
 @router.post("/bulk/networks/weight/get")
 def bulk_get_weight(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[float | None]:
-    return store.get_network_weight([str(need(token, n)) for n in body.networks])
+    return store.get_network_weight([need(token, n) for n in body.networks])
 
 
 @router.post("/bulk/networks/weight/set", summary="Set hub weights; answers the networks' keys")
 def bulk_set_weight(
     body: NetworkWeightsBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    keys = [str(need(token, n)) for n in body.networks]
+    keys = [need(token, n) for n in body.networks]
     store.set_network_weight(keys, body.weights)
-    return keys
+    return [str(k) for k in keys]
 
 
 @router.post("/bulk/networks/state/set")
 def bulk_set_state(
     body: NetworkStatesBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
-    return store.set_network_state([str(need(token, n)) for n in body.networks], body.states)
+    return store.set_network_state([need(token, n) for n in body.networks], body.states)
 
 
 @router.post("/bulk/networks/state/get")
 def bulk_get_state(
     body: NetworksBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str | None]:
-    return store.get_network_state([str(need(token, n)) for n in body.networks])
+    return store.get_network_state([need(token, n) for n in body.networks])
 
 
 # -- restart patterns -----------------------------------------------------------------------
 @router.post("/networks/{network}/restartpatterns/add")
 def add_restart_patterns(
-    network: str,
+    network: NetworkKey,
     body: RestartPatternsBody,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> None:
-    store.add_task_restart_patterns(str(token.require_key(network)), body.patterns, body.num_allowed_restarts)
+    store.add_task_restart_patterns(network, body.patterns, body.num_allowed_restarts)
 
 
 @router.post("/networks/{network}/restartpatterns/remove")
 def remove_restart_patterns(
-    network: str,
+    network: NetworkKey,
     body: PatternsBody,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> None:
-    store.remove_task_restart_patterns(str(token.require_key(network)), body.patterns)
+    store.remove_task_restart_patterns(network, body.patterns)
 
 
-def _clear(network: str, token: TokenData, store: Neo4jStore) -> list[str]:
-    net = str(token.require_key(network))
-    store.clear_task_restart_patterns(net)
-    return [net]
+def _clear(network: ScopedKey, store: Neo4jStore) -> list[str]:
+    store.clear_task_restart_patterns(network)
+    return [str(network)]
 
 
 @router.get(
     "/networks/{network}/restartpatterns/clear", summary="Clear restart patterns (alchemiscale's GET)"
 )
 def clear_restart_patterns_get(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    return _clear(network, token, store)
+    return _clear(network, store)
 
 
 @router.post("/networks/{network}/restartpatterns/clear", summary="Clear restart patterns")
 def clear_restart_patterns(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> list[str]:
-    return _clear(network, token, store)
+    return _clear(network, store)
 
 
 @router.post("/networks/{network}/restartpatterns/maxretries")
 def set_restart_max_retries(
-    network: str,
+    network: NetworkKey,
     body: MaxRetriesBody,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> None:
-    store.set_task_restart_patterns_max_retries(str(token.require_key(network)), body.patterns, body.count)
+    store.set_task_restart_patterns_max_retries(network, body.patterns, body.count)
 
 
 @router.post(
@@ -264,8 +263,7 @@ def get_restart_patterns(
 ) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = {}
     for n in body.networks:
-        key = str(need(token, n))
-        out[key] = sorted(store.get_task_restart_patterns(key).items())
+        out[str(n)] = sorted(store.get_task_restart_patterns(need(token, n)).items())
     return out
 
 
@@ -281,23 +279,29 @@ def query_transformations(
 
 @router.get("/transformations/{transformation}", summary="A transformation as a keyed chain")
 def get_transformation(
-    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    transformation: TransformationKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> Response:
-    return _chain_response(store, token, transformation)
+    return _chain_response(store, transformation)
 
 
 @router.get("/transformations/{transformation}/networks")
 def transformation_networks(
-    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    transformation: TransformationKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
-    return store.get_transformation_networks(str(token.require_key(transformation)))
+    return store.get_transformation_networks(transformation)
 
 
 @router.get("/transformations/{transformation}/chemicalsystems")
 def transformation_chemicalsystems(
-    transformation: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    transformation: TransformationKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
-    return store.get_transformation_chemicalsystems(str(token.require_key(transformation)))
+    return store.get_transformation_chemicalsystems(transformation)
 
 
 @router.get("/chemicalsystems")
@@ -311,20 +315,26 @@ def query_chemicalsystems(
 
 @router.get("/chemicalsystems/{chemicalsystem}", summary="A chemical system as a keyed chain")
 def get_chemicalsystem(
-    chemicalsystem: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    chemicalsystem: ChemicalSystemKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> Response:
-    return _chain_response(store, token, chemicalsystem)
+    return _chain_response(store, chemicalsystem)
 
 
 @router.get("/chemicalsystems/{chemicalsystem}/networks")
 def chemicalsystem_networks(
-    chemicalsystem: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    chemicalsystem: ChemicalSystemKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
-    return store.get_chemicalsystem_networks(str(token.require_key(chemicalsystem)))
+    return store.get_chemicalsystem_networks(chemicalsystem)
 
 
 @router.get("/chemicalsystems/{chemicalsystem}/transformations")
 def chemicalsystem_transformations(
-    chemicalsystem: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    chemicalsystem: ChemicalSystemKey,
+    token: TokenData = Depends(user_token),
+    store: Neo4jStore = Depends(get_store),
 ) -> list[str]:
-    return store.get_chemicalsystem_transformations(str(token.require_key(chemicalsystem)))
+    return store.get_chemicalsystem_transformations(chemicalsystem)

@@ -9,12 +9,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from alchemiscale_local.backends.objectstore import ObjectStore
 from alchemiscale_local.backends.statestore import Neo4jStore
-from alchemiscale_local.models import InvalidIdentifier, Scope
+from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey
 from alchemiscale_local.wire import REFS_MEDIA_TYPE, ZSTD_MEDIA_TYPE, ref_token, result_ref_key
 
 from .auth import TokenData, user_token
 from .deps import get_objects, get_store
-from .routes_base import need
+from .keys import TaskKey, TransformationKey, need
 from .schemas import BulkResultsBody, LocationsBody
 
 router = APIRouter(dependencies=[Depends(user_token)])
@@ -37,53 +37,53 @@ def _refs_response(request: Request, refs: list[dict], scope: Scope) -> list:
 
 @router.get("/transformations/{transformation}/results", summary="References of successful results")
 def transformation_results(
-    transformation: str,
+    transformation: TransformationKey,
     request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> list:
-    tf = token.require_key(transformation)
-    return _refs_response(request, store.get_transformation_results(str(tf), ok=True), tf.scope)
+    return _refs_response(
+        request, store.get_transformation_results(transformation, ok=True), transformation.scope
+    )
 
 
 @router.get(
     "/transformations/{transformation}/failures", summary="References of failed results, with tracebacks"
 )
 def transformation_failures(
-    transformation: str,
+    transformation: TransformationKey,
     request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> list:
-    tf = token.require_key(transformation)
-    return _refs_response(request, store.get_transformation_results(str(tf), ok=False), tf.scope)
+    return _refs_response(
+        request, store.get_transformation_results(transformation, ok=False), transformation.scope
+    )
 
 
 @router.get("/tasks/{task}/results")
 def task_results(
-    task: str,
+    task: TaskKey,
     request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> list:
-    sk = token.require_key(task)
-    return _refs_response(request, store.get_task_results(str(sk), ok=True), sk.scope)
+    return _refs_response(request, store.get_task_results(task, ok=True), task.scope)
 
 
 @router.get("/tasks/{task}/failures")
 def task_failures(
-    task: str,
+    task: TaskKey,
     request: Request,
     token: TokenData = Depends(user_token),
     store: Neo4jStore = Depends(get_store),
 ) -> list:
-    sk = token.require_key(task)
-    return _refs_response(request, store.get_task_results(str(sk), ok=False), sk.scope)
+    return _refs_response(request, store.get_task_results(task, ok=False), task.scope)
 
 
 def _stream_result(
     kind: str,
-    transformation: str,
+    tf: ScopedKey,
     segment: str,
     request: Request,
     token: TokenData,
@@ -92,14 +92,13 @@ def _stream_result(
 ):
     """Raw zstd bytes (``Accept: application/zstd``, streamed, with X-Content-SHA256), else alchemiscale's
     ``["<zstd bytes as latin-1>"]`` JSON. ``segment``: a ProtocolDAGResultRef key or a pdr key."""
-    tf = token.require_key(transformation)
     ok = kind == "results"
     pdr_key = segment
     if (token_ := ref_token(segment)) is not None:
-        token.require_key(segment)
+        token.require_key(segment)  # a ref key in the path: 400 if malformed, 403 outside the token's scopes
         found = [
             r["pdr_key"]
-            for r in store.get_transformation_results(str(tf), ok=ok)
+            for r in store.get_transformation_results(tf, ok=ok)
             if (r.get("pdr_key") or "").split("-", 1)[-1] == token_
         ]
         if not found:
@@ -132,7 +131,7 @@ def _stream_result(
     summary="A successful ProtocolDAGResult: zstd keyed-chain JSON (raw with Accept: application/zstd)",
 )
 def result_bytes(
-    transformation: str,
+    transformation: TransformationKey,
     pdr_key: str,
     request: Request,
     token: TokenData = Depends(user_token),
@@ -147,7 +146,7 @@ def result_bytes(
     summary="A failed ProtocolDAGResult: zstd keyed-chain JSON (raw with Accept: application/zstd)",
 )
 def failure_bytes(
-    transformation: str,
+    transformation: TransformationKey,
     pdr_key: str,
     request: Request,
     token: TokenData = Depends(user_token),
@@ -164,7 +163,7 @@ BUNDLE = "application/x-alchemiscale-local-bundle"
 def bulk_results(
     body: BulkResultsBody, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> dict[str, list[dict]]:
-    return store.get_results_refs([str(need(token, t)) for t in body.transformations], ok=body.ok)
+    return store.get_results_refs([need(token, t) for t in body.transformations], ok=body.ok)
 
 
 def _location_scope(location: str) -> Scope:

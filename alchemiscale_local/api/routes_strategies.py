@@ -6,46 +6,38 @@ The strategist loop (:mod:`alchemiscale_local.strategist`) runs it inside the de
 
 from __future__ import annotations
 
-import json
-
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.backends.statestore import strategies as st
 from alchemiscale_local.backends.statestore.errors import InvalidInput, NotFound
+from alchemiscale_local.models import ScopedKey
 
 from .auth import TokenData, user_token
 from .deps import get_store
+from .keys import NetworkKey
+from .schemas import StrategyBody
 
 router = APIRouter(dependencies=[Depends(user_token)], tags=["strategies"])
 
 
-def _network(network: str, token: TokenData) -> str:
-    sk = token.require_key(network)
-    if sk.qualname != "AlchemicalNetwork":
-        raise HTTPException(400, f"{sk} is not an AlchemicalNetwork")
-    return str(sk)
+def _network(network: ScopedKey) -> ScopedKey:
+    if network.qualname != "AlchemicalNetwork":
+        raise HTTPException(400, f"{network} is not an AlchemicalNetwork")
+    return network
 
 
 @router.post(
     "/networks/{network}/strategy", summary="Set (or with strategy null remove) a network's Strategy"
 )
-async def set_network_strategy(
-    network: str,
-    request: Request,
-    token: TokenData = Depends(user_token),
+def set_network_strategy(
+    network: NetworkKey,
+    body: StrategyBody,
     store: Neo4jStore = Depends(get_store),
 ) -> str | None:
-    net = _network(network, token)
+    net = _network(network)
     try:
-        body = json.loads(await request.body())
-        chain = body.pop("strategy")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        raise HTTPException(
-            422, "body must be JSON {strategy: keyed chain or null, ...state fields}"
-        ) from None
-    try:
-        return st.set_network_strategy(store, net, chain, body)
+        return st.set_network_strategy(store, net, body.strategy, body.state())
     except InvalidInput as exc:
         raise HTTPException(422, str(exc)) from None
     except NotFound as exc:
@@ -54,29 +46,29 @@ async def set_network_strategy(
 
 @router.get("/networks/{network}/strategy", summary="The network's Strategy as a keyed chain (null if none)")
 def get_network_strategy(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> Response:
-    chain = st.get_network_strategy_chain(store, _network(network, token))
+    chain = st.get_network_strategy_chain(store, _network(network))
     return Response(chain or "null", media_type="application/json")
 
 
 @router.get("/networks/{network}/strategy/state", summary="The StrategyState (null if no strategy)")
 def get_network_strategy_state(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> dict | None:
-    return st.get_network_strategy_state(store, _network(network, token))
+    return st.get_network_strategy_state(store, _network(network))
 
 
 @router.get("/networks/{network}/strategy/status", summary="awake, dormant or error (null if no strategy)")
 def get_network_strategy_status(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> str | None:
-    state = st.get_network_strategy_state(store, _network(network, token))
+    state = st.get_network_strategy_state(store, _network(network))
     return state["status"] if state else None
 
 
 @router.post("/networks/{network}/strategy/awake", summary="Wake a dormant or errored Strategy")
 def set_network_strategy_awake(
-    network: str, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
+    network: NetworkKey, token: TokenData = Depends(user_token), store: Neo4jStore = Depends(get_store)
 ) -> str | None:
-    return st.set_network_strategy_awake(store, _network(network, token))
+    return st.set_network_strategy_awake(store, _network(network))

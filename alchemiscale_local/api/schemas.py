@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 from alchemiscale_local.wire import (
     MAX_BULK,
     ActionBody,
@@ -14,37 +10,27 @@ from alchemiscale_local.wire import (
     BulkActionedBody,
     BulkCreateTasksBody,
     BulkResultsBody,
+    ClaimBody,
     CreateTasksBody,
     LocationsBody,
     LooseTaskKeysBody,
     MaxRetriesBody,
     NetworksBody,
     NetworkStatesBody,
+    NetworkSubmission,
     NetworkWeightsBody,
     PatternsBody,
     RestartPatternsBody,
+    ServiceTasksBody,
+    StrategyBody,
     TaskKeysBody,
     TaskPriorityBody,
     TaskStatusBody,
     WeightBody,
 )
 
-#: Keys as strings (the compute API's bodies).
-Keys = Annotated[list[str], Field(max_length=MAX_BULK)]
-
-
-class TasksBody(Body):
-    """Task keys as strings (compute routes)."""
-
-    tasks: Keys
-
-
-class ClaimBody(Body):
-    compute_service_id: str = Field(min_length=1, max_length=200)
-    count: int = Field(1, ge=1, le=1000)
-    scopes: Annotated[list[str], Field(max_length=1000)] = Field(default_factory=lambda: ["*-*-*"])
-    protocols: Annotated[list[str], Field(max_length=1000)] | None = None
-    scopes_exclude: Annotated[list[str], Field(max_length=1000)] | None = None
+#: The compute API's body of task keys (its route's name for it).
+TasksBody = ServiceTasksBody
 
 
 __all__ = [
@@ -57,15 +43,17 @@ __all__ = [
     "BulkResultsBody",
     "ClaimBody",
     "CreateTasksBody",
-    "Keys",
     "LocationsBody",
     "LooseTaskKeysBody",
     "MaxRetriesBody",
     "NetworksBody",
     "NetworkStatesBody",
+    "NetworkSubmission",
     "NetworkWeightsBody",
     "PatternsBody",
     "RestartPatternsBody",
+    "ServiceTasksBody",
+    "StrategyBody",
     "TaskKeysBody",
     "TaskPriorityBody",
     "TaskStatusBody",

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from alchemiscale_local.models import ScopedKey
+from alchemiscale_local.wire import ManifestBody
 
 from . import display
+from ._wire import wire_body
 from .base import BaseClient, seg
 from .errors import ResultIntegrityError, ValidationError
 
@@ -168,7 +170,7 @@ class ComputeTaskFilesMixin(BaseClient):
         """Commit the attempt: after this, users see its files (write-once; equal retries are no-ops)."""
         return self._post(
             f"/compute/tasks/{seg(task)}/files/{seg(pdr_key)}/manifest",
-            manifest,
+            wire_body(ManifestBody, **manifest),
             params={"compute_service_id": compute_service_id},
         )
 

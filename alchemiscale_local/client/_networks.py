@@ -6,8 +6,19 @@ import json
 from typing import Any
 
 from alchemiscale_local.models import Scope, ScopedKey
+from alchemiscale_local.wire import (
+    MaxRetriesBody,
+    NetworksBody,
+    NetworkStatesBody,
+    NetworkSubmission,
+    NetworkWeightsBody,
+    PatternsBody,
+    RestartPatternsBody,
+    WeightBody,
+)
 
 from . import display
+from ._wire import wire_body
 from .base import BaseClient, batched, seg, sk_str, to_sk
 from .documents import from_keyed_chain, to_keyed_chain
 from .errors import ValidationError
@@ -88,7 +99,9 @@ class NetworksMixin(BaseClient):
         """
         chain = to_keyed_chain(network)
         _check_transformations(chain)
-        body = {"network": chain, "scope": str(scope), "state": str(getattr(state, "value", state))}
+        body = wire_body(
+            NetworkSubmission, network=chain, scope=str(scope), state=str(getattr(state, "value", state))
+        )
         with display.spinner(f"submitting network ({len(chain)} objects) to {scope}", visualize):
             out = self._post("/networks", body, compress=bool(compress))
         return ScopedKey.from_str(out["network"])
@@ -110,11 +123,11 @@ class NetworksMixin(BaseClient):
         if len(networks) != len(states):
             raise ValueError("networks and states must have the same length")
         out: list[ScopedKey | None] = []
-        pairs = list(zip([sk_str(n) for n in networks], states, strict=False))
+        pairs = list(zip(networks, states, strict=False))
         for chunk in batched(pairs, batch_size):
             got = self._post(
                 "/bulk/networks/state/set",
-                {"networks": [n for n, _ in chunk], "states": [s for _, s in chunk]},
+                wire_body(NetworkStatesBody, networks=[n for n, _ in chunk], states=[s for _, s in chunk]),
             )
             out.extend(to_sk(k) for k in got)
         return out
@@ -126,8 +139,8 @@ class NetworksMixin(BaseClient):
     def get_networks_state(self, networks: list[SK], *, batch_size: int = 1000) -> list[str | None]:
         """Each network's state, None for unknown networks."""
         out: list[str | None] = []
-        for chunk in batched([sk_str(n) for n in networks], batch_size):
-            out.extend(self._post("/bulk/networks/state/get", {"networks": list(chunk)}))
+        for chunk in batched(list(networks), batch_size):
+            out.extend(self._post("/bulk/networks/state/get", wire_body(NetworksBody, networks=chunk)))
         return out
 
     def get_network_state(self, network: SK) -> str | None:
@@ -139,12 +152,12 @@ class NetworksMixin(BaseClient):
 
     def set_network_weight(self, network: SK, weight: float) -> ScopedKey | None:
         """Set the TaskHub weight in [0, 1]; 0 stops claims from the network without cancelling."""
-        return to_sk(self._post(f"/networks/{seg(network)}/weight", weight))
+        return to_sk(self._post(f"/networks/{seg(network)}/weight", wire_body(WeightBody, weight=weight)))
 
     def get_networks_weight(self, networks: list[SK], batch_size: int = 1000) -> list[float | None]:
         out: list[float | None] = []
-        for chunk in batched([sk_str(n) for n in networks], batch_size):
-            out.extend(self._post("/bulk/networks/weight/get", {"networks": list(chunk)}))
+        for chunk in batched(list(networks), batch_size):
+            out.extend(self._post("/bulk/networks/weight/get", wire_body(NetworksBody, networks=chunk)))
         return out
 
     def set_networks_weight(
@@ -153,12 +166,12 @@ class NetworksMixin(BaseClient):
         """Set each network's hub weight; the networks' keys in input order."""
         if len(networks) != len(weights):
             raise ValueError("networks and weights must have the same length")
-        pairs = list(zip([sk_str(n) for n in networks], weights, strict=False))
+        pairs = list(zip(networks, weights, strict=False))
         out: list[ScopedKey | None] = []
         for chunk in batched(pairs, batch_size):
             got = self._post(
                 "/bulk/networks/weight/set",
-                {"networks": [n for n, _ in chunk], "weights": [w for _, w in chunk]},
+                wire_body(NetworkWeightsBody, networks=[n for n, _ in chunk], weights=[w for _, w in chunk]),
             )
             out.extend(to_sk(k) for k in got)
         return out
@@ -208,14 +221,16 @@ class NetworksMixin(BaseClient):
         """Restart errored tasks of the network whose tracebacks match a pattern (regex)."""
         self._post(
             f"/networks/{seg(network_scoped_key)}/restartpatterns/add",
-            {"patterns": list(patterns), "num_allowed_restarts": num_allowed_restarts},
+            wire_body(
+                RestartPatternsBody, patterns=list(patterns), num_allowed_restarts=num_allowed_restarts
+            ),
         )
         return ScopedKey.coerce(network_scoped_key)
 
     def get_task_restart_patterns(self, network_scoped_key: SK) -> dict[str, int]:
         """``{pattern: allowed restarts}`` of the network."""
         key = sk_str(network_scoped_key)
-        got = self._post("/bulk/networks/restartpatterns/get", {"networks": [key]})
+        got = self._post("/bulk/networks/restartpatterns/get", wire_body(NetworksBody, networks=[key]))
         return {pattern: n for pattern, n in got[key]}
 
     def set_task_restart_patterns_allowed_restarts(
@@ -223,12 +238,13 @@ class NetworksMixin(BaseClient):
     ) -> None:
         self._post(
             f"/networks/{seg(network_scoped_key)}/restartpatterns/maxretries",
-            {"patterns": list(patterns), "max_retries": num_allowed_restarts},
+            wire_body(MaxRetriesBody, patterns=list(patterns), max_retries=num_allowed_restarts),
         )
 
     def remove_task_restart_patterns(self, network_scoped_key: SK, patterns: list[str]) -> None:
         self._post(
-            f"/networks/{seg(network_scoped_key)}/restartpatterns/remove", {"patterns": list(patterns)}
+            f"/networks/{seg(network_scoped_key)}/restartpatterns/remove",
+            wire_body(PatternsBody, patterns=list(patterns)),
         )
 
     def clear_task_restart_patterns(self, network_scoped_key: SK) -> None:

@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from alchemiscale_local.keyedchain import parse_chain
 from alchemiscale_local.models import ScopedKey
-from alchemiscale_local.wire import REFS_MEDIA_TYPE, ZSTD_MEDIA_TYPE
+from alchemiscale_local.wire import REFS_MEDIA_TYPE, ZSTD_MEDIA_TYPE, BulkResultsBody, LocationsBody
 
 from . import display
+from ._wire import wire_body
 from .base import BaseClient, seg, sk_str
 from .documents import decode_result, from_keyed_chain, protocol_of, verify_sha256
 from .errors import CorruptResult, ResultIntegrityError
@@ -204,7 +205,7 @@ class ResultsMixin(BaseClient):
                 resp = self._request(
                     "POST",
                     "/bulk/results/download",
-                    json_body={"locations": [r["location"] for r in chunk]},
+                    json_body=wire_body(LocationsBody, locations=[r["location"] for r in chunk]),
                     headers={"Accept-Encoding": "identity"},
                 )
                 body = resp.content
@@ -228,7 +229,8 @@ class ResultsMixin(BaseClient):
         for start in range(0, len(tfs), 1000):
             refs.update(
                 self._post(
-                    "/bulk/transformations/results", {"transformations": tfs[start : start + 1000], "ok": ok}
+                    "/bulk/transformations/results",
+                    wire_body(BulkResultsBody, transformations=tfs[start : start + 1000], ok=ok),
                 )
             )
         if return_as is ResultFormat.REFS:

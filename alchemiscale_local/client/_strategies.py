@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from alchemiscale_local.models import ScopedKey
+from alchemiscale_local.wire import StrategyBody
 
+from ._wire import wire_body
 from .base import BaseClient, seg, sk_str, to_sk
 from .documents import from_keyed_chain, to_keyed_chain
 
@@ -38,15 +40,16 @@ class StrategiesMixin(BaseClient):
         seconds between the strategy's iterations.
         """
         if strategy is None:
-            body: dict[str, Any] = {"strategy": None}
+            body = wire_body(StrategyBody, strategy=None)
         else:
-            body = {
-                "strategy": to_keyed_chain(strategy),
-                "max_tasks_per_transformation": max_tasks_per_transformation,
-                "task_scaling": task_scaling,
-                "mode": mode,
-                "sleep_interval": sleep_interval,
-            }
+            body = wire_body(
+                StrategyBody,
+                strategy=to_keyed_chain(strategy),
+                max_tasks_per_transformation=max_tasks_per_transformation,
+                task_scaling=str(getattr(task_scaling, "value", task_scaling)),
+                mode=str(getattr(mode, "value", mode)),
+                sleep_interval=sleep_interval,
+            )
         return to_sk(self._post(f"/networks/{seg(sk_str(network))}/strategy", body, idempotent=True))
 
     def get_network_strategy(self, network: SK) -> Any | None:

@@ -5,8 +5,21 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from alchemiscale_local.models import Scope, ScopedKey
+from alchemiscale_local.wire import (
+    ActionBody,
+    ActionedBody,
+    BulkActionedBody,
+    BulkCreateTasksBody,
+    CreateTasksBody,
+    LooseTaskKeysBody,
+    NetworksBody,
+    TaskKeysBody,
+    TaskPriorityBody,
+    TaskStatusBody,
+)
 
 from . import display
+from ._wire import wire_body
 from .base import BaseClient, batched, seg, sk_str, to_sk
 
 SK = ScopedKey | str
@@ -18,7 +31,7 @@ class TasksMixin(BaseClient):
     # -- creation -------------------------------------------------------------------------
     def create_tasks(self, transformation: SK, extends: SK | None = None, count: int = 1) -> list[ScopedKey]:
         """Create ``count`` waiting tasks on a transformation (optionally extending a task); not actioned."""
-        body = {"count": count, "extends": sk_str(extends) if extends is not None else None}
+        body = wire_body(CreateTasksBody, count=count, extends=extends)
         got = self._post(f"/transformations/{seg(transformation)}/tasks", body, idempotent=False)
         return [ScopedKey.from_str(k) for k in got]
 
@@ -26,16 +39,17 @@ class TasksMixin(BaseClient):
         self, transformations: list[SK], extends: list[SK | None] | None = None, *, batch_size: int = 1000
     ) -> list[ScopedKey]:
         """One task per listed transformation (repeat one for several); ``extends`` is a parallel list."""
-        tfs = [sk_str(t) for t in transformations]
-        exts = [sk_str(e) if e is not None else None for e in extends] if extends is not None else None
+        tfs = list(transformations)
+        exts = list(extends) if extends is not None else None
         if exts is not None and len(exts) != len(tfs):
             raise ValueError("extends must have the same length as transformations")
         out: list[ScopedKey] = []
         for start in range(0, len(tfs), batch_size):
-            body = {
-                "transformations": tfs[start : start + batch_size],
-                "extends": exts[start : start + batch_size] if exts is not None else None,
-            }
+            body = wire_body(
+                BulkCreateTasksBody,
+                transformations=tfs[start : start + batch_size],
+                extends=exts[start : start + batch_size] if exts is not None else None,
+            )
             got = self._post("/bulk/transformations/tasks/create", body, idempotent=False)
             out.extend(ScopedKey.from_str(k) for k in got)
         return out
@@ -96,7 +110,7 @@ class TasksMixin(BaseClient):
 
         A non-None ``weight`` (one number, or one per task) also re-weights tasks already actioned.
         """
-        keys = [sk_str(t) for t in tasks]
+        keys = list(tasks)
         if isinstance(weight, list) and len(weight) != len(keys):
             raise ValueError("weight must be one number or one per task")
         out: list[ScopedKey | None] = []
@@ -104,7 +118,7 @@ class TasksMixin(BaseClient):
             w = weight[start : start + batch_size] if isinstance(weight, list) else weight
             got = self._post(
                 f"/networks/{seg(network)}/tasks/action",
-                {"tasks": keys[start : start + batch_size], "weight": w},
+                wire_body(ActionBody, tasks=keys[start : start + batch_size], weight=w),
             )
             out.extend(to_sk(k) for k in got)
         return out
@@ -112,14 +126,16 @@ class TasksMixin(BaseClient):
     def cancel_tasks(self, tasks: list[SK], network: SK, *, batch_size: int = 1000) -> list[ScopedKey | None]:
         """Remove tasks from the network's hub (None for tasks that were not actioned there)."""
         out: list[ScopedKey | None] = []
-        for chunk in batched([sk_str(t) for t in tasks], batch_size):
-            got = self._post(f"/networks/{seg(network)}/tasks/cancel", {"tasks": list(chunk)})
+        for chunk in batched(list(tasks), batch_size):
+            got = self._post(f"/networks/{seg(network)}/tasks/cancel", wire_body(TaskKeysBody, tasks=chunk))
             out.extend(to_sk(k) for k in got)
         return out
 
     def get_network_actioned_tasks(self, network: SK, task_weights: bool = False) -> Any:
         """Actioned tasks: a list, or ``{task: weight}`` with ``task_weights=True``."""
-        got = self._post(f"/networks/{seg(network)}/tasks/actioned", {"task_weights": True})
+        got = self._post(
+            f"/networks/{seg(network)}/tasks/actioned", wire_body(ActionedBody, task_weights=True)
+        )
         weights = {ScopedKey.from_str(k): w for k, w in got.items()}
         return weights if task_weights else list(weights)
 
@@ -128,8 +144,9 @@ class TasksMixin(BaseClient):
     ) -> list[Any]:
         """:meth:`get_network_actioned_tasks` for several networks, in input order."""
         out: list[Any] = []
-        for chunk in batched([sk_str(n) for n in networks], batch_size):
-            got = self._post("/bulk/networks/tasks/actioned", {"networks": list(chunk), "task_weights": True})
+        for chunk in batched(list(networks), batch_size):
+            body = wire_body(BulkActionedBody, networks=chunk, task_weights=True)
+            got = self._post("/bulk/networks/tasks/actioned", body)
             for group in got:
                 weights = {ScopedKey.from_str(k): w for k, w in group.items()}
                 out.append(weights if task_weights else list(weights))
@@ -137,7 +154,7 @@ class TasksMixin(BaseClient):
 
     def get_task_actioned_networks(self, task: SK, task_weights: bool = False) -> Any:
         """Networks whose hub actions the task: a list, or ``{network: weight}``."""
-        got = self._post(f"/tasks/{seg(task)}/networks/actioned", {"task_weights": True})
+        got = self._post(f"/tasks/{seg(task)}/networks/actioned", wire_body(ActionedBody, task_weights=True))
         weights = {ScopedKey.from_str(k): w for k, w in got.items()}
         return weights if task_weights else list(weights)
 
@@ -147,16 +164,18 @@ class TasksMixin(BaseClient):
     ) -> list[ScopedKey | None]:
         """Set tasks to waiting, invalid or deleted; None for each task that cannot take the status."""
         out: list[ScopedKey | None] = []
-        for chunk in batched([sk_str(t) for t in tasks], batch_size):
-            got = self._post("/bulk/tasks/status/set", {"tasks": list(chunk), "status": str(status)})
+        for chunk in batched(list(tasks), batch_size):
+            got = self._post(
+                "/bulk/tasks/status/set", wire_body(TaskStatusBody, tasks=chunk, status=str(status))
+            )
             out.extend(to_sk(k) for k in got)
         return out
 
     def get_tasks_status(self, tasks: list[SK], batch_size: int = 1000) -> list[str | None]:
         """Each task's status; None for missing or inaccessible tasks."""
         out: list[str | None] = []
-        for chunk in batched([sk_str(t) for t in tasks], batch_size):
-            out.extend(self._post("/bulk/tasks/status/get", {"tasks": list(chunk)}))
+        for chunk in batched(list(tasks), batch_size):
+            out.extend(self._post("/bulk/tasks/status/get", wire_body(LooseTaskKeysBody, tasks=chunk)))
         return out
 
     def set_tasks_priority(
@@ -164,15 +183,17 @@ class TasksMixin(BaseClient):
     ) -> list[ScopedKey | None]:
         """Set the priority (1 .. 2**63-1; lower runs first); None for missing tasks."""
         out: list[ScopedKey | None] = []
-        for chunk in batched([sk_str(t) for t in tasks], batch_size):
-            got = self._post("/bulk/tasks/priority/set", {"tasks": list(chunk), "priority": priority})
+        for chunk in batched(list(tasks), batch_size):
+            got = self._post(
+                "/bulk/tasks/priority/set", wire_body(TaskPriorityBody, tasks=chunk, priority=priority)
+            )
             out.extend(to_sk(k) for k in got)
         return out
 
     def get_tasks_priority(self, tasks: list[SK], batch_size: int = 1000) -> list[int | None]:
         out: list[int | None] = []
-        for chunk in batched([sk_str(t) for t in tasks], batch_size):
-            out.extend(self._post("/bulk/tasks/priority/get", {"tasks": list(chunk)}))
+        for chunk in batched(list(tasks), batch_size):
+            out.extend(self._post("/bulk/tasks/priority/get", wire_body(LooseTaskKeysBody, tasks=chunk)))
         return out
 
     # -- status summaries -------------------------------------------------------------------
@@ -198,8 +219,8 @@ class TasksMixin(BaseClient):
 
     def get_networks_status(self, networks: list[SK], *, batch_size: int = 1000) -> list[dict[str, int]]:
         out: list[dict[str, int]] = []
-        for chunk in batched([sk_str(n) for n in networks], batch_size):
-            out.extend(self._post("/bulk/networks/status", {"networks": list(chunk)}))
+        for chunk in batched(list(networks), batch_size):
+            out.extend(self._post("/bulk/networks/status", wire_body(NetworksBody, networks=chunk)))
         return out
 
     def get_transformation_status(self, transformation: SK, visualize: bool = True) -> dict[str, int]:

@@ -8,9 +8,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from alchemiscale_local.models import Scope, ScopedKey
+from alchemiscale_local.models import ComputeServiceRegistration, Scope, ScopedKey
+from alchemiscale_local.wire import ClaimBody, ServiceTasksBody
 
 from ._files import ComputeTaskFilesMixin
+from ._wire import wire_body
 from .base import BaseClient, seg, to_sk
 from .documents import verify_sha256
 from .errors import ValidationError
@@ -43,13 +45,14 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
         runtimes: list[str] | None = None,
     ) -> str:
         """Register (or re-register) a compute service; returns its identifier."""
-        body = {
-            "identifier": compute_service_id,
-            "hostname": hostname or socket.gethostname(),
-            "pid": os.getpid() if pid is None else pid,
-            "gpu": gpu,
-            "runtimes": list(runtimes or []),
-        }
+        body = wire_body(
+            ComputeServiceRegistration,
+            identifier=compute_service_id,
+            hostname=hostname or socket.gethostname(),
+            pid=os.getpid() if pid is None else pid,
+            gpu=gpu,
+            runtimes=list(runtimes or []),
+        )
         return self._post(f"/compute/computeservice/{seg(compute_service_id)}/register", body)
 
     def heartbeat(self, compute_service_id: str) -> str:
@@ -63,7 +66,7 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
     def unwanted_tasks(self, compute_service_id: str, tasks: list[SK]) -> list[str]:
         """Of ``tasks`` (running on this service), those it should stop: cancelled, claim lost,
         no longer running, or their network inactive/deleted."""
-        body = {"tasks": [str(t) for t in tasks]}
+        body = wire_body(ServiceTasksBody, tasks=list(tasks))
         got = self._post(f"/compute/computeservice/{seg(compute_service_id)}/tasks/unwanted", body)
         return list(got["stop"])
 
@@ -78,14 +81,15 @@ class ComputeClient(ComputeTaskFilesMixin, BaseClient):
     ) -> list[ScopedKey | None] | None:
         """Claim up to ``count`` tasks (none in ``scopes_exclude``); a list padded with None, or
         None when the service is denied."""
-        body: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "compute_service_id": compute_service_id,
             "count": count,
             "scopes": [str(s) for s in (scopes or ["*-*-*"])],
             "protocols": list(protocols) if protocols else None,
         }
         if scopes_exclude:  # only when set, so older servers keep accepting the body
-            body["scopes_exclude"] = [str(s) for s in scopes_exclude]
+            fields["scopes_exclude"] = [str(s) for s in scopes_exclude]
+        body = wire_body(ClaimBody, **fields)
         got = self._post("/compute/claim", body, idempotent=False)
         return None if got is None else [to_sk(k) for k in got]
 

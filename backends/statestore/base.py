@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -11,7 +10,7 @@ from typing import Any, TypeVar
 from neo4j import Driver, GraphDatabase, ManagedTransaction, NotificationMinimumSeverity
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
-from alchemiscale_local.models import SCOPE_PART_PATTERN, InvalidIdentifier, Scope, ScopedKey
+from alchemiscale_local.models import InvalidIdentifier, Scope, ScopedKey
 
 from .errors import InvalidInput, NotFound, Unavailable
 from .reachability import Reachability
@@ -31,18 +30,15 @@ def batched(rows: Sequence[T], size: int = BATCH_ROWS) -> Iterator[Sequence[T]]:
         yield rows[start : start + size]
 
 
-# Checked again here with \Z: a '$' anchor also matches before a trailing newline,
-# so the models' patterns accept 'proj\n'; such a part must never reach the graph.
-_STRICT_PART = re.compile(rf"{SCOPE_PART_PATTERN}\Z")
-_STRICT_GUFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*-[A-Za-z0-9]+\Z")
+Qualnames = str | tuple[str, ...] | None
 
 
-def _check_strict(parts: Iterable[str | None], what: object) -> None:
-    for part in parts:
-        if part is not None and not _STRICT_PART.match(part):
-            raise InvalidInput(
-                f"{what!r}: scope part {part!r} must be letters, digits and '_', starting with a letter, at most 64 long"
-            )
+def _check_qualname(sk: ScopedKey, qualname: Qualnames) -> ScopedKey:
+    if qualname is not None:
+        allowed = (qualname,) if isinstance(qualname, str) else qualname
+        if sk.qualname not in allowed:
+            raise InvalidInput(f"{sk} is not a {' or '.join(allowed)}")
+    return sk
 
 
 def parse_scope(scope: str | Scope, *, specific: bool = False) -> Scope:
@@ -51,26 +47,38 @@ def parse_scope(scope: str | Scope, *, specific: bool = False) -> Scope:
         parsed = scope if isinstance(scope, Scope) else Scope.from_str(scope)
     except (InvalidIdentifier, ValueError) as exc:
         raise InvalidInput(str(exc)) from None
-    _check_strict(parsed.to_tuple(), scope)
     if specific and not parsed.specific:
         raise InvalidInput(f"scope {parsed} must be specific (no '*') here")
     return parsed
 
 
-def parse_sk(key: str | ScopedKey, *, qualname: str | tuple[str, ...] | None = None) -> ScopedKey:
-    """A ScopedKey from a string; InvalidInput if malformed or of the wrong class."""
+def parse_sk(key: str, *, qualname: Qualnames = None) -> ScopedKey:
+    """A ScopedKey from a string (one read from the graph or a stored document); InvalidInput
+    if malformed or of the wrong class."""
     try:
-        sk = key if isinstance(key, ScopedKey) else ScopedKey.from_str(key)
+        sk = ScopedKey.from_str(key)
     except (InvalidIdentifier, ValueError) as exc:
         raise InvalidInput(str(exc)) from None
-    if not _STRICT_GUFE_KEY.match(sk.gufe_key):
-        raise InvalidInput(f"{key!r}: gufe key {sk.gufe_key!r} must look like '<Qualname>-<token>'")
-    _check_strict(sk.scope.to_tuple(), key)
-    if qualname is not None:
-        allowed = (qualname,) if isinstance(qualname, str) else qualname
-        if sk.qualname not in allowed:
-            raise InvalidInput(f"{sk} is not a {' or '.join(allowed)}")
-    return sk
+    return _check_qualname(sk, qualname)
+
+
+def key_of(key: ScopedKey, qualname: Qualnames = None) -> ScopedKey:
+    """A key given to a public method: its class checked (InvalidInput otherwise), not parsed again.
+
+    The package passes ScopedKeys, parsed once at its edge (API, CLI) and checked by mypy; a
+    string from an untyped caller (tests, ad-hoc scripts) is still parsed here rather than
+    written to the graph unchecked.
+    """
+    if isinstance(key, ScopedKey):
+        return _check_qualname(key, qualname)
+    if isinstance(key, str):
+        return parse_sk(key, qualname=qualname)
+    raise InvalidInput(f"{key!r} is not a scoped key")
+
+
+def key_strs(keys: Iterable[ScopedKey], qualname: Qualnames = None) -> list[str]:
+    """The strings of ``keys`` (each checked as by :func:`key_of`), for Cypher parameters."""
+    return [str(key_of(k, qualname)) for k in keys]
 
 
 def scope_params(scope: Scope) -> dict[str, str | None]:

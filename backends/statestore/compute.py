@@ -15,9 +15,9 @@ from typing import Any
 
 from neo4j import ManagedTransaction
 
-from alchemiscale_local.models import ComputeServiceRegistration, Scope
+from alchemiscale_local.models import ComputeServiceRegistration, Scope, ScopedKey
 
-from .base import StoreBase, parse_scope
+from .base import StoreBase, key_of, parse_scope
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 
 # Candidates read per hub and round: several times what is asked for, so concurrent
@@ -293,12 +293,12 @@ class ComputeMixin(StoreBase):
             picks.extend(weighted_sample([c["k"] for c in tier], [c["w"] for c in tier], room, self.rng))
         return picks
 
-    def assert_claim(self, identifier: str, task: str) -> str:
+    def assert_claim(self, identifier: str, task: ScopedKey) -> str:
         """The task's transformation; Conflict unless ``identifier`` holds the claim on ``task``."""
         rows = self._read(
             "MATCH (t:Task {_scoped_key: $k}) OPTIONAL MATCH (cs:ComputeServiceRegistration)-[:CLAIMS]->(t) "
             "RETURN t.status AS s, t.transformation AS tf, cs.identifier AS holder",
-            k=task,
+            k=str(key_of(task)),  # no class check: any other key is simply no task (404)
         )
         if not rows:
             raise NotFound(f"no task {task}")

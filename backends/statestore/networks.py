@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from neo4j import ManagedTransaction
@@ -20,7 +21,7 @@ from alchemiscale_local import keyedchain
 from alchemiscale_local.gufekeys import check_key
 from alchemiscale_local.models import NetworkState, Scope, ScopedKey
 
-from .base import StoreBase, batched, parse_scope, parse_sk, scope_filter, scope_params
+from .base import StoreBase, batched, key_of, key_strs, parse_scope, scope_filter, scope_params
 from .errors import Conflict, InvalidInput, NotFound
 
 TRANSFORMATION_QUALNAMES = ("Transformation", "NonTransformation")
@@ -241,9 +242,9 @@ class NetworksMixin(StoreBase):
         return nodes, rels
 
     # -- retrieval --------------------------------------------------------------
-    def get_keyed_chain_json(self, sk: str | ScopedKey) -> str:
+    def get_keyed_chain_json(self, sk: ScopedKey) -> str:
         """The keyed chain of any stored gufe object, as JSON text (dependencies first)."""
-        sk = parse_sk(sk)
+        sk = key_of(sk)
         rows = self._read(_SUBGRAPH, sk=str(sk))
         if not rows:
             raise NotFound(f"no object {sk}")
@@ -251,19 +252,19 @@ class NetworksMixin(StoreBase):
         # The stored docs are already JSON text: splice them, never re-encode.
         return "[" + ", ".join(f"[{json.dumps(r['key'])}, {r['doc']}]" for r in ordered) + "]"
 
-    def get_keyed_chain(self, sk: str | ScopedKey) -> list[list[Any]]:
+    def get_keyed_chain(self, sk: ScopedKey) -> list[list[Any]]:
         return json.loads(self.get_keyed_chain_json(sk))
 
     # -- state and weights --------------------------------------------------------
-    def set_network_state(self, networks: list[str], states: list[str]) -> list[str | None]:
+    def set_network_state(self, networks: Sequence[ScopedKey], states: list[str]) -> list[str | None]:
         """Set each network's state mark; None for networks not found."""
         if len(networks) != len(states):
             raise InvalidInput("networks and states must have the same length")
+        keys = key_strs(networks, "AlchemicalNetwork")
         rows = []
-        for n, s in zip(networks, states, strict=False):
-            parse_sk(n, qualname="AlchemicalNetwork")
+        for n, s in zip(keys, states, strict=False):
             try:
-                rows.append({"sk": str(n), "state": NetworkState(s).value})
+                rows.append({"sk": n, "state": NetworkState(s).value})
             except ValueError:
                 raise InvalidInput(
                     f"network state {s!r} must be one of {[x.value for x in NetworkState]}"
@@ -276,37 +277,36 @@ class NetworksMixin(StoreBase):
                 rows=rows,
             )
         }
-        return [n if n in found else None for n in networks]
+        return [n if n in found else None for n in keys]
 
-    def get_network_state(self, networks: list[str]) -> list[str | None]:
-        for n in networks:
-            parse_sk(n, qualname="AlchemicalNetwork")
+    def get_network_state(self, networks: Sequence[ScopedKey]) -> list[str | None]:
+        keys = key_strs(networks, "AlchemicalNetwork")
         got = {
             r["sk"]: r["state"]
             for r in self._read(
                 "UNWIND $keys AS k MATCH (an:AlchemicalNetwork {_scoped_key: k}) "
                 "RETURN k AS sk, an._state AS state",
-                keys=list(networks),
+                keys=keys,
             )
         }
-        return [got.get(n) for n in networks]
+        return [got.get(n) for n in keys]
 
-    def set_network_weight(self, networks: list[str], weights: list[float]) -> None:
+    def set_network_weight(self, networks: Sequence[ScopedKey], weights: list[float]) -> None:
         """Set TaskHub weights (0..1); NotFound if any network has no hub."""
         if len(networks) != len(weights):
             raise InvalidInput("networks and weights must have the same length")
         for w in weights:
             if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1:
                 raise InvalidInput(f"weight {w!r} must be a number between 0 and 1")
-        sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
+        sks = [key_of(n, "AlchemicalNetwork") for n in networks]
         rows = [{"hub": hub_key(sk), "w": float(w)} for sk, w in zip(sks, weights, strict=False)]
         self._require_nodes("TaskHub", [str(r["hub"]) for r in rows], what="network hub")
         self._write(
             "UNWIND $rows AS r MATCH (th:TaskHub {_scoped_key: r.hub}) SET th.weight = r.w", rows=rows
         )
 
-    def get_network_weight(self, networks: list[str]) -> list[float | None]:
-        sks = [parse_sk(n, qualname="AlchemicalNetwork") for n in networks]
+    def get_network_weight(self, networks: Sequence[ScopedKey]) -> list[float | None]:
+        sks = [key_of(n, "AlchemicalNetwork") for n in networks]
         hubs = [hub_key(sk) for sk in sks]
         got = {
             r["hub"]: r["w"]
@@ -375,8 +375,8 @@ class NetworksMixin(StoreBase):
     def query_chemicalsystems(self, *, name: str | None = None, scope: str | Scope = "*-*-*") -> list[str]:
         return self._query_by_qualname(("ChemicalSystem",), scope, name)
 
-    def _related(self, sk: str, qualname: str | tuple[str, ...], query: str) -> list[str]:
-        parsed = parse_sk(sk, qualname=qualname)
+    def _related(self, sk: ScopedKey, qualname: str | tuple[str, ...], query: str) -> list[str]:
+        parsed = key_of(sk, qualname)
         rows = self._read(
             "MATCH (x:GufeTokenizable {_scoped_key: $sk}) "
             "OPTIONAL MATCH " + query + " RETURN x._scoped_key AS x, collect(DISTINCT y._scoped_key) AS ys",
@@ -386,25 +386,25 @@ class NetworksMixin(StoreBase):
             raise NotFound(f"no {parsed.qualname} {parsed}")
         return sorted(rows[0]["ys"])
 
-    def get_network_transformations(self, network: str) -> list[str]:
+    def get_network_transformations(self, network: ScopedKey) -> list[str]:
         return self._related(network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'edges'}]->(y)")
 
-    def get_network_chemicalsystems(self, network: str) -> list[str]:
+    def get_network_chemicalsystems(self, network: ScopedKey) -> list[str]:
         return self._related(network, "AlchemicalNetwork", "(x)-[:DEPENDS_ON {attribute: 'nodes'}]->(y)")
 
-    def get_transformation_networks(self, transformation: str) -> list[str]:
+    def get_transformation_networks(self, transformation: ScopedKey) -> list[str]:
         return self._related(
             transformation, TRANSFORMATION_QUALNAMES, "(x)<-[:DEPENDS_ON {attribute: 'edges'}]-(y)"
         )
 
-    def get_transformation_chemicalsystems(self, transformation: str) -> list[str]:
+    def get_transformation_chemicalsystems(self, transformation: ScopedKey) -> list[str]:
         return self._related(
             transformation,
             TRANSFORMATION_QUALNAMES,
             "(x)-[d:DEPENDS_ON]->(y:ChemicalSystem) WHERE d.attribute IN ['stateA', 'stateB', 'system']",
         )
 
-    def get_chemicalsystem_transformations(self, chemicalsystem: str) -> list[str]:
+    def get_chemicalsystem_transformations(self, chemicalsystem: ScopedKey) -> list[str]:
         return self._related(
             chemicalsystem,
             "ChemicalSystem",
@@ -412,18 +412,18 @@ class NetworksMixin(StoreBase):
             "AND y._qualname IN ['Transformation', 'NonTransformation']",
         )
 
-    def get_chemicalsystem_networks(self, chemicalsystem: str) -> list[str]:
+    def get_chemicalsystem_networks(self, chemicalsystem: ScopedKey) -> list[str]:
         return self._related(chemicalsystem, "ChemicalSystem", "(x)<-[:DEPENDS_ON {attribute: 'nodes'}]-(y)")
 
-    def object_exists(self, sk: str) -> bool:
-        parsed = parse_sk(sk)
+    def object_exists(self, sk: ScopedKey) -> bool:
+        parsed = key_of(sk)
         return bool(
             self._read("MATCH (n:GufeTokenizable {_scoped_key: $sk}) RETURN 1 AS one", sk=str(parsed))
         )
 
-    def transformation_protocol(self, transformation: str) -> tuple[str, str]:
+    def transformation_protocol(self, transformation: ScopedKey) -> tuple[str, str]:
         """(qualname, module) of a transformation's protocol."""
-        parsed = parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES)
+        parsed = key_of(transformation, TRANSFORMATION_QUALNAMES)
         rows = self._read(
             "MATCH (:GufeTokenizable {_scoped_key: $sk})-[:DEPENDS_ON {attribute: 'protocol'}]->(p) "
             "RETURN p._qualname AS q, p._module AS m",

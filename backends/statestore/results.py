@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from neo4j import ManagedTransaction
 
-from alchemiscale_local.models import ResultRef
+from alchemiscale_local.models import ResultRef, ScopedKey
 
-from .base import StoreBase, parse_sk
+from .base import StoreBase, key_of, key_strs
 from .errors import Conflict, InvalidInput, NotFound
 from .networks import TRANSFORMATION_QUALNAMES, hub_key
 
@@ -44,7 +45,7 @@ class ResultsMixin(StoreBase):
 
     def set_task_result(
         self,
-        task: str,
+        task: ScopedKey,
         ref: ResultRef,
         *,
         identifier: str | None = None,
@@ -59,7 +60,7 @@ class ResultsMixin(StoreBase):
         the claim is kept as a result of the task's transformation without changing the
         task (alchemiscale #513), unless the task is complete. Returns the task's status.
         """
-        key = str(parse_sk(task, qualname="Task"))
+        key = str(key_of(task, "Task"))
 
         def work(tx: ManagedTransaction) -> str:
             row = tx.run(
@@ -145,22 +146,22 @@ class ResultsMixin(StoreBase):
         )
 
     def get_transformation_results(
-        self, transformation: str, *, ok: bool | None = True
+        self, transformation: ScopedKey, *, ok: bool | None = True
     ) -> list[dict[str, Any]]:
-        tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
+        tf = str(key_of(transformation, TRANSFORMATION_QUALNAMES))
         self._require_nodes("GufeTokenizable", [tf], what="transformation")
         return self._refs("MATCH (t:Task {transformation: $k})-[:RESULTS_IN]->(r)", tf, ok)
 
-    def get_task_results(self, task: str, *, ok: bool | None = True) -> list[dict[str, Any]]:
-        key = str(parse_sk(task, qualname="Task"))
+    def get_task_results(self, task: ScopedKey, *, ok: bool | None = True) -> list[dict[str, Any]]:
+        key = str(key_of(task, "Task"))
         self._require_nodes("Task", [key])
         return self._refs("MATCH (t:Task {_scoped_key: $k})-[:RESULTS_IN]->(r)", key, ok)
 
     def get_results_refs(
-        self, transformations: list[str], *, ok: bool | None = True
+        self, transformations: Sequence[ScopedKey], *, ok: bool | None = True
     ) -> dict[str, list[dict[str, Any]]]:
         """Result references of many transformations in one query: ``{transformation: [ref, ...]}``."""
-        keys = [str(parse_sk(t, qualname=TRANSFORMATION_QUALNAMES)) for t in transformations]
+        keys = key_strs(transformations, TRANSFORMATION_QUALNAMES)
         rows = self._read(
             "UNWIND $keys AS k MATCH (t:Task {transformation: k})-[:RESULTS_IN]->(r) "
             "WHERE $ok IS NULL OR r.ok = $ok "
@@ -197,7 +198,7 @@ class ResultsMixin(StoreBase):
         return rows[0]
 
     # -- restart patterns -----------------------------------------------------------------
-    def add_task_restart_patterns(self, network: str, patterns: list[str], max_retries: int) -> None:
+    def add_task_restart_patterns(self, network: ScopedKey, patterns: list[str], max_retries: int) -> None:
         """Attach patterns to a network's hub and apply them to its actioned tasks."""
         hub = self._hub_for(network)
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
@@ -228,18 +229,18 @@ class ResultsMixin(StoreBase):
         if errored:
             self.resolve_task_restarts(errored)
 
-    def remove_task_restart_patterns(self, network: str, patterns: list[str]) -> None:
+    def remove_task_restart_patterns(self, network: ScopedKey, patterns: list[str]) -> None:
         hub = self._hub_for(network)
         self._write(
             "UNWIND $keys AS k MATCH (p:TaskRestartPattern {key: k}) DETACH DELETE p",
             keys=[pattern_key(p, hub) for p in patterns],
         )
 
-    def clear_task_restart_patterns(self, network: str) -> None:
+    def clear_task_restart_patterns(self, network: ScopedKey) -> None:
         hub = self._hub_for(network)
         self._write("MATCH (p:TaskRestartPattern {taskhub: $hub}) DETACH DELETE p", hub=hub)
 
-    def get_task_restart_patterns(self, network: str) -> dict[str, int]:
+    def get_task_restart_patterns(self, network: ScopedKey) -> dict[str, int]:
         hub = self._hub_for(network)
         rows = self._read(
             "MATCH (p:TaskRestartPattern {taskhub: $hub}) RETURN p.pattern AS pattern, p.max_retries AS m",
@@ -248,7 +249,7 @@ class ResultsMixin(StoreBase):
         return {r["pattern"]: r["m"] for r in rows}
 
     def set_task_restart_patterns_max_retries(
-        self, network: str, patterns: list[str], max_retries: int
+        self, network: ScopedKey, patterns: list[str], max_retries: int
     ) -> None:
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 1:
             raise InvalidInput("max_retries must be an integer >= 1")
@@ -259,13 +260,14 @@ class ResultsMixin(StoreBase):
             m=max_retries,
         )
 
-    def resolve_task_restarts(self, tasks: list[str]) -> dict[str, str]:
+    def resolve_task_restarts(self, tasks: Sequence[str]) -> dict[str, str]:
         """Send errored tasks back to waiting where a pattern matches their latest tracebacks.
 
         Per (task, hub with patterns): a matching pattern with allowance left counts a
         retry; no match, or an allowance used up, cancels the task from that hub
         (alchemiscale's rule). A task still applied to some hub becomes waiting.
-        Returns the new status of each task that was considered.
+        Returns the new status of each task that was considered. ``tasks``: key strings read
+        from the graph (its callers are the store's own result and pattern paths).
         """
         rows = self._read(
             "UNWIND $keys AS k MATCH (t:Task {_scoped_key: k, status: 'error'}) "
@@ -318,8 +320,8 @@ class ResultsMixin(StoreBase):
         considered = {task for task, _ in by_pair}
         return {t: ("waiting" if t in restarted else "error") for t in considered}
 
-    def _hub_for(self, network: str) -> str:
-        hub = hub_key(parse_sk(network, qualname="AlchemicalNetwork"))
+    def _hub_for(self, network: ScopedKey) -> str:
+        hub = hub_key(key_of(network, "AlchemicalNetwork"))
         self._require_nodes("TaskHub", [hub], what="network")
         return hub
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from neo4j import ManagedTransaction
 
-from .base import StoreBase, parse_sk
+from alchemiscale_local.models import ScopedKey
+
+from .base import StoreBase, key_of, key_strs
 from .errors import Conflict, NotFound
 
 # Per task: does it exist, its status, whether this service holds its claim, and the states
@@ -42,7 +45,7 @@ class ServicesMixin(StoreBase):
         )
         return rows[0]["owner"] if rows else None
 
-    def unwanted_tasks(self, identifier: str, tasks: list[str]) -> dict[str, str]:
+    def unwanted_tasks(self, identifier: str, tasks: Sequence[ScopedKey]) -> dict[str, str]:
         """``{task: reason}`` for the tasks the service ``identifier`` should stop running.
 
         Reasons: ``gone`` (no such task), ``not running`` (its status changed, e.g. cancelled
@@ -50,7 +53,7 @@ class ServicesMixin(StoreBase):
         ``cancelled`` (no network actions it any more), ``network <state>`` (every network
         that actions it is inactive, deleted or invalid).
         """
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        keys = key_strs(tasks, "Task")
         if not keys:
             return {}
         out: dict[str, str] = {}
@@ -60,7 +63,7 @@ class ServicesMixin(StoreBase):
                 out[r["k"]] = reason
         return out
 
-    def result_admission(self, identifier: str, task: str) -> tuple[str, bool]:
+    def result_admission(self, identifier: str, task: ScopedKey) -> tuple[str, bool]:
         """``(transformation, held)`` for a result push of ``identifier`` on ``task``.
 
         ``held``: the service holds the claim. Otherwise the push is a late result, kept only
@@ -71,7 +74,7 @@ class ServicesMixin(StoreBase):
             "OPTIONAL MATCH (cs:ComputeServiceRegistration)-[:CLAIMS]->(t) "
             "RETURN t.status AS s, t.transformation AS tf, cs.identifier AS holder, "
             "coalesce(t.claimants, []) AS claimants",
-            k=task,
+            k=str(key_of(task)),  # no class check: any other key is simply no task (404)
         )
         if not rows:
             raise NotFound(f"no task {task}")
@@ -86,13 +89,13 @@ class ServicesMixin(StoreBase):
             )
         return row["tf"], False
 
-    def refuse_task_result(self, task: str, identifier: str, reason: str) -> str | None:
+    def refuse_task_result(self, task: ScopedKey, identifier: str, reason: str) -> str | None:
         """Fail a running task whose result the server refused for good; its new status.
 
         Only while ``identifier`` holds the claim (None otherwise: nothing changes). Counts a
         failure for the service and applies restart patterns, like a failed result.
         """
-        key = str(parse_sk(task, qualname="Task"))
+        key = str(key_of(task, "Task"))
 
         def work(tx: ManagedTransaction) -> bool:
             row = tx.run(_REFUSE, task=key, id=identifier, reason=reason[:2000], now=self._now()).single()

@@ -10,6 +10,9 @@ import json
 import time
 from typing import Any
 
+from alchemiscale_local.models import ScopedKey
+
+from .base import key_of
 from .errors import InvalidInput, NotFound
 
 MODES = ("full", "partial", "disabled")
@@ -66,22 +69,24 @@ def check_state(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def set_network_strategy(store: Any, network: str, chain: list | None, state: dict[str, Any]) -> str | None:
+def set_network_strategy(
+    store: Any, network: ScopedKey, chain: list | None, state: dict[str, Any]
+) -> str | None:
     """Set (or with ``chain`` None remove) a network's strategy; the strategy's ScopedKey."""
+    network = key_of(network, "AlchemicalNetwork")
     if not store.object_exists(network):
         raise NotFound(f"no network {network}")
     if chain is None:
-        store._write("MATCH (s:NetworkStrategy {network: $n}) DETACH DELETE s", n=network)
+        store._write("MATCH (s:NetworkStrategy {network: $n}) DETACH DELETE s", n=str(network))
         return None
     key = _check_chain(chain)
     values = check_state(state)
-    scope = network.split("-", 2)[2]
-    sk = f"{key}-{scope}"
+    sk = f"{key}-{network.scope}"
     store._write(
         "MERGE (s:NetworkStrategy {network: $n}) "
         "SET s += $v, s.strategy = $sk, s.chain = $chain, s.status = 'awake', s.iterations = 0, "
         "s.last_iteration = null, s.last_iteration_result_count = 0, s.exception = null, s.traceback = null",
-        n=network,
+        n=str(network),
         v=values,
         sk=sk,
         chain=json.dumps(chain),
@@ -89,9 +94,9 @@ def set_network_strategy(store: Any, network: str, chain: list | None, state: di
     return sk
 
 
-def get_network_strategy_chain(store: Any, network: str) -> str | None:
+def get_network_strategy_chain(store: Any, network: ScopedKey) -> str | None:
     """The strategy's keyed chain as JSON text, or None."""
-    rows = store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN s.chain AS c", n=network)
+    rows = store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN s.chain AS c", n=str(network))
     return rows[0]["c"] if rows else None
 
 
@@ -106,18 +111,18 @@ def _state(row: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def get_network_strategy_state(store: Any, network: str) -> dict[str, Any] | None:
+def get_network_strategy_state(store: Any, network: ScopedKey) -> dict[str, Any] | None:
     """alchemiscale's ``StrategyState.to_dict()`` of the network's strategy, or None."""
-    rows = store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN properties(s) AS p", n=network)
+    rows = store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN properties(s) AS p", n=str(network))
     return _state(rows[0]["p"]) if rows else None
 
 
-def set_network_strategy_awake(store: Any, network: str) -> str | None:
+def set_network_strategy_awake(store: Any, network: ScopedKey) -> str | None:
     """Wake a dormant or errored strategy (clears its error); the network key, or None."""
     rows = store._write(
         "MATCH (s:NetworkStrategy {network: $n}) SET s.status = 'awake', s.exception = null, "
         "s.traceback = null RETURN s.network AS n",
-        n=network,
+        n=str(network),
     )
     return rows[0]["n"] if rows else None
 
@@ -137,7 +142,7 @@ def strategies_due(store: Any, now: float | None = None) -> list[dict[str, Any]]
 
 def record_iteration(
     store: Any,
-    network: str,
+    network: ScopedKey,
     *,
     status: str,
     result_count: int,
@@ -148,7 +153,7 @@ def record_iteration(
     store._write(
         "MATCH (s:NetworkStrategy {network: $n}) SET s.status = $st, s.iterations = s.iterations + 1, "
         "s.last_iteration = $now, s.last_iteration_result_count = $rc, s.exception = $exc, s.traceback = $tb",
-        n=network,
+        n=str(network),
         st=status,
         now=time.time(),
         rc=result_count,

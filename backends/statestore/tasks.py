@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from neo4j import ManagedTransaction
 
 from alchemiscale_local.models import NetworkState, ScopedKey, TaskStatus
 
-from .base import StoreBase, parse_scope, parse_sk, scope_filter, scope_params
+from .base import StoreBase, key_of, key_strs, parse_scope, scope_filter, scope_params
 from .errors import InvalidInput, InvalidTransition, NotFound
 from .networks import TRANSFORMATION_QUALNAMES, hub_key
 
@@ -59,8 +60,8 @@ class TasksMixin(StoreBase):
     # -- creation -----------------------------------------------------------------
     def create_tasks(
         self,
-        transformations: list[str],
-        extends: list[str | None] | None = None,
+        transformations: Sequence[ScopedKey],
+        extends: Sequence[ScopedKey | None] | None = None,
         *,
         creator: str | None = None,
     ) -> list[str]:
@@ -70,8 +71,8 @@ class TasksMixin(StoreBase):
         extends = list(extends) if extends is not None else [None] * len(transformations)
         if len(extends) != len(transformations):
             raise InvalidInput("extends must have the same length as transformations")
-        tfs = [parse_sk(t, qualname=TRANSFORMATION_QUALNAMES) for t in transformations]
-        exts = [parse_sk(e, qualname="Task") if e is not None else None for e in extends]
+        tfs = [key_of(t, TRANSFORMATION_QUALNAMES) for t in transformations]
+        exts = [key_of(e, "Task") if e is not None else None for e in extends]
         info = self._transformation_info([str(t) for t in tfs])
         if any(e is not None for e in exts):
             self._check_extends(tfs, exts)
@@ -131,11 +132,11 @@ class TasksMixin(StoreBase):
                 raise InvalidTransition(f"task {ext} is {row['status']} and cannot be extended")
 
     # -- status -------------------------------------------------------------------
-    def _task_values(self, tasks: list[str], prop: str) -> list[Any]:
+    def _task_values(self, tasks: Sequence[ScopedKey], prop: str) -> list[Any]:
         """One property of each task, in input order; None for unknown tasks."""
         if prop not in ("status", "priority"):  # a constant in the query text, never user data
             raise ValueError(f"unsupported task property {prop!r}")
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        keys = key_strs(tasks, "Task")
         got = {
             r["k"]: r["v"]
             for r in self._read(
@@ -144,10 +145,10 @@ class TasksMixin(StoreBase):
         }
         return [got.get(k) for k in keys]
 
-    def get_task_status(self, tasks: list[str]) -> list[str | None]:
+    def get_task_status(self, tasks: Sequence[ScopedKey]) -> list[str | None]:
         return self._task_values(tasks, "status")
 
-    def set_task_status(self, tasks: list[str], status: str) -> list[str]:
+    def set_task_status(self, tasks: Sequence[ScopedKey], status: str) -> list[str]:
         """User transition to waiting, invalid or deleted; all-or-nothing.
 
         NotFound for an unknown task, InvalidTransition for a transition the state
@@ -155,7 +156,7 @@ class TasksMixin(StoreBase):
         """
         if status not in USER_TRANSITIONS:
             raise InvalidInput(f"a user may set tasks to {sorted(USER_TRANSITIONS)}, not {status!r}")
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        keys = key_strs(tasks, "Task")
         allowed = USER_TRANSITIONS[status]
 
         def work(tx: ManagedTransaction) -> list[str]:
@@ -187,10 +188,10 @@ class TasksMixin(StoreBase):
         return self._write_tx(work)
 
     # -- priority -------------------------------------------------------------------
-    def set_task_priority(self, tasks: list[str], priority: int) -> list[str | None]:
+    def set_task_priority(self, tasks: Sequence[ScopedKey], priority: int) -> list[str | None]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= MAX_PRIORITY:
             raise InvalidInput(f"priority must be an integer from 1 to {MAX_PRIORITY}, not {priority!r}")
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        keys = key_strs(tasks, "Task")
         done = {
             r["k"]
             for r in self._write(
@@ -201,20 +202,20 @@ class TasksMixin(StoreBase):
         }
         return [k if k in done else None for k in keys]
 
-    def get_task_priority(self, tasks: list[str]) -> list[int | None]:
+    def get_task_priority(self, tasks: Sequence[ScopedKey]) -> list[int | None]:
         return self._task_values(tasks, "priority")
 
     # -- actioning ------------------------------------------------------------------
     def action_tasks(
-        self, tasks: list[str], network: str, weight: float | list[float] | None = None
+        self, tasks: Sequence[ScopedKey], network: ScopedKey, weight: float | list[float] | None = None
     ) -> list[str | None]:
         """Queue tasks on a network's hub; None for tasks not actionable there.
 
         A task is actionable when it is waiting, running or error and performs a
         transformation of the network. Actioning again updates the weight.
         """
-        net = parse_sk(network, qualname="AlchemicalNetwork")
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        net = key_of(network, "AlchemicalNetwork")
+        keys = key_strs(tasks, "Task")
         weights = (
             weight
             if isinstance(weight, list)
@@ -248,10 +249,10 @@ class TasksMixin(StoreBase):
         }
         return [k if k in done else None for k in keys]
 
-    def cancel_tasks(self, tasks: list[str], network: str) -> list[str | None]:
+    def cancel_tasks(self, tasks: Sequence[ScopedKey], network: ScopedKey) -> list[str | None]:
         """Remove tasks from a network's hub; None for tasks that were not actioned there."""
-        net = parse_sk(network, qualname="AlchemicalNetwork")
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        net = key_of(network, "AlchemicalNetwork")
+        keys = key_strs(tasks, "Task")
         done = {
             r["k"]
             for r in self._write(
@@ -264,9 +265,9 @@ class TasksMixin(StoreBase):
         }
         return [k if k in done else None for k in keys]
 
-    def get_network_actioned_tasks(self, network: str) -> dict[str, float]:
+    def get_network_actioned_tasks(self, network: ScopedKey) -> dict[str, float]:
         """Actioned tasks of a network with their weights."""
-        net = parse_sk(network, qualname="AlchemicalNetwork")
+        net = key_of(network, "AlchemicalNetwork")
         hub = hub_key(net)
         self._require_nodes("TaskHub", [hub], what="network")
         rows = self._read(
@@ -277,8 +278,8 @@ class TasksMixin(StoreBase):
         )
         return {r["k"]: r["w"] for r in rows}
 
-    def get_task_actioned_networks(self, task: str) -> dict[str, float]:
-        key = str(parse_sk(task, qualname="Task"))
+    def get_task_actioned_networks(self, task: ScopedKey) -> dict[str, float]:
+        key = str(key_of(task, "Task"))
         self._require_nodes("Task", [key])
         rows = self._read(
             "MATCH (th:TaskHub)-[a:ACTIONS]->(t:Task {_scoped_key: $k}) WHERE t.status IN $actionable "
@@ -289,9 +290,9 @@ class TasksMixin(StoreBase):
         return {r["n"]: r["w"] for r in rows}
 
     # -- lookups ------------------------------------------------------------------------
-    def get_task_transformation(self, task: str) -> tuple[str, str | None]:
+    def get_task_transformation(self, task: ScopedKey) -> tuple[str, str | None]:
         """(transformation, extended task) of a task."""
-        key = str(parse_sk(task, qualname="Task"))
+        key = str(key_of(task, "Task"))
         rows = self._read(
             "MATCH (t:Task {_scoped_key: $k}) RETURN t.transformation AS tf, t.extends AS ext", k=key
         )
@@ -299,8 +300,8 @@ class TasksMixin(StoreBase):
             raise NotFound(f"no task {key}")
         return rows[0]["tf"], rows[0]["ext"]
 
-    def get_task_networks(self, task: str) -> list[str]:
-        key = str(parse_sk(task, qualname="Task"))
+    def get_task_networks(self, task: ScopedKey) -> list[str]:
+        key = str(key_of(task, "Task"))
         self._require_nodes("Task", [key])
         rows = self._read(
             "MATCH (:Task {_scoped_key: $k})-[:PERFORMS]->(tf)<-[:DEPENDS_ON {attribute: 'edges'}]-(an) "
@@ -310,21 +311,21 @@ class TasksMixin(StoreBase):
         return [r["n"] for r in rows]
 
     def get_transformation_tasks(
-        self, transformation: str, *, extends: str | None = None, status: str | None = None
+        self, transformation: ScopedKey, *, extends: ScopedKey | None = None, status: str | None = None
     ) -> list[str]:
-        tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
+        tf = str(key_of(transformation, TRANSFORMATION_QUALNAMES))
         self._require_nodes("GufeTokenizable", [tf], what="transformation")
         rows = self._read(
             "MATCH (t:Task {transformation: $tf}) WHERE ($status IS NULL OR t.status = $status) "
             "AND ($ext IS NULL OR t.extends = $ext) RETURN t._scoped_key AS k ORDER BY t.created_at, k",
             tf=tf,
             status=self._status_or_none(status),
-            ext=str(parse_sk(extends, qualname="Task")) if extends else None,
+            ext=str(key_of(extends, "Task")) if extends else None,
         )
         return [r["k"] for r in rows]
 
-    def get_network_tasks(self, network: str, *, status: str | None = None) -> list[str]:
-        net = str(parse_sk(network, qualname="AlchemicalNetwork"))
+    def get_network_tasks(self, network: ScopedKey, *, status: str | None = None) -> list[str]:
+        net = str(key_of(network, "AlchemicalNetwork"))
         self._require_nodes("GufeTokenizable", [net], what="network")
         rows = self._read(
             "MATCH (:AlchemicalNetwork {_scoped_key: $n})-[:DEPENDS_ON {attribute: 'edges'}]->(tf)"
@@ -355,8 +356,8 @@ class TasksMixin(StoreBase):
             raise InvalidInput(f"status must be one of {[s.value for s in TaskStatus]}") from None
 
     # -- status summaries ----------------------------------------------------------------
-    def get_network_status(self, networks: list[str]) -> list[dict[str, int]]:
-        keys = [str(parse_sk(n, qualname="AlchemicalNetwork")) for n in networks]
+    def get_network_status(self, networks: Sequence[ScopedKey]) -> list[dict[str, int]]:
+        keys = key_strs(networks, "AlchemicalNetwork")
         self._require_nodes("GufeTokenizable", keys, what="network")
         rows = self._read(
             "UNWIND $keys AS n MATCH (:AlchemicalNetwork {_scoped_key: n})-[:DEPENDS_ON {attribute: 'edges'}]->(tf)"
@@ -368,8 +369,8 @@ class TasksMixin(StoreBase):
             counts[r["n"]][r["s"]] += r["c"]
         return [dict(counts[k]) for k in keys]
 
-    def get_transformation_status(self, transformation: str) -> dict[str, int]:
-        tf = str(parse_sk(transformation, qualname=TRANSFORMATION_QUALNAMES))
+    def get_transformation_status(self, transformation: ScopedKey) -> dict[str, int]:
+        tf = str(key_of(transformation, TRANSFORMATION_QUALNAMES))
         self._require_nodes("GufeTokenizable", [tf], what="transformation")
         rows = self._read("MATCH (t:Task {transformation: $tf}) RETURN t.status AS s, count(t) AS c", tf=tf)
         return {r["s"]: r["c"] for r in rows}
@@ -410,8 +411,8 @@ class TasksMixin(StoreBase):
             )
         }
 
-    def get_tasks(self, tasks: list[str]) -> list[dict[str, Any] | None]:
+    def get_tasks(self, tasks: Sequence[ScopedKey]) -> list[dict[str, Any] | None]:
         """Task records (status, transformation, extends, priority, claim, protocol)."""
-        keys = [str(parse_sk(t, qualname="Task")) for t in tasks]
+        keys = key_strs(tasks, "Task")
         rows = self._task_rows(keys)
         return [rows.get(k) for k in keys]

@@ -124,7 +124,7 @@ def test_connectivity_strategy_drives_a_network_to_dormant(api_server, client, n
 
     before = {str(tf): len(api_server.store.get_transformation_tasks(str(tf))) for tf in tfs}
     Strategist(api_server.store, api_server.objects).execute(
-        str(net),
+        net,
         api_server.store._read("MATCH (s:NetworkStrategy {network: $n}) RETURN s.chain AS c", n=str(net))[0][
             "c"
         ],

@@ -111,7 +111,7 @@ def _session(request: Request) -> Session:
     return current_session(request)
 
 
-def _visible(session: Session, key: str, qualname: str | tuple[str, ...]) -> str:
+def _visible(session: Session, key: str, qualname: str | tuple[str, ...]) -> ScopedKey:
     """The key if it parses, has the right class and is in the session's scopes; 404 otherwise
     (a network outside the scopes is indistinguishable from one that does not exist)."""
     allowed = (qualname,) if isinstance(qualname, str) else qualname
@@ -121,7 +121,7 @@ def _visible(session: Session, key: str, qualname: str | tuple[str, ...]) -> str
         raise HTTPException(404, "no such object") from None
     if sk.qualname not in allowed or not session.token.allows(sk.scope):
         raise HTTPException(404, "no such object in your scopes")
-    return str(sk)
+    return sk
 
 
 def _base(request: Request, session: Session, page: str, title: str) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def _network_ctx(
         state.objects,
         state.ui_estimates,
         state.ui_graphs,
-        sk,
+        str(sk),
         page=page,
         sort=sort,
         desc=desc,
@@ -262,6 +262,7 @@ def _tf_ctx(request: Request, session: Session, transformation: str) -> dict[str
     ctx = views.transformation(state.store, state.objects, state.ui_estimates, sk)
     if ctx is None:
         raise HTTPException(404, "no such object in your scopes")
+    # network keys read from the graph: parsed for their scope
     ctx["networks"] = [n for n in ctx["networks"] if session.token.allows(ScopedKey.from_str(n).scope)]
     return ctx
 
@@ -281,7 +282,7 @@ async def transformation_json(request: Request, transformation: str, session: Se
 # -- task ---------------------------------------------------------------------------------------------
 def _task_ctx(request: Request, session: Session, task: str) -> dict[str, Any]:
     sk = _visible(session, task, "Task")
-    ctx = views.task(request.app.state.store, sk)
+    ctx = views.task(request.app.state.store, str(sk))
     if ctx is None:
         raise HTTPException(404, "no such object in your scopes")
     return ctx
@@ -289,7 +290,7 @@ def _task_ctx(request: Request, session: Session, task: str) -> dict[str, Any]:
 
 def _kept_files(request: Request, task: str) -> list[dict[str, Any]]:
     """What the task's attempts kept (its log, plots, analysis files), newest attempt first."""
-    sk = ScopedKey.from_str(task)
+    sk = ScopedKey.from_str(task)  # the key of a task page already shown (read from the graph)
     base = f"/ui/tasks/{quote(task, safe='')}/files"
     out = []
     for manifest in reversed(task_manifests(request.app.state.objects, sk)):
@@ -307,7 +308,7 @@ INLINE_TYPES = {".png": "image/png", ".log": "text/plain; charset=utf-8", ".txt"
 async def task_file(
     request: Request, task: str, pdr_key: str, path: str, session: Session = Depends(_session)
 ):
-    sk = ScopedKey.from_str(_visible(session, task, "Task"))
+    sk = _visible(session, task, "Task")
     suffix = path[path.rfind(".") :].lower() if "." in path.rsplit("/", 1)[-1] else ""
     media = INLINE_TYPES.get(suffix, "application/octet-stream")
     headers = {**SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"}  # kept files never change

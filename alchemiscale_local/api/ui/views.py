@@ -105,25 +105,26 @@ def network(
     return ctx
 
 
-def transformation(store: Any, objects: Any, estimates: Estimates, sk: str) -> dict[str, Any] | None:
+def transformation(store: Any, objects: Any, estimates: Estimates, tf: ScopedKey) -> dict[str, Any] | None:
+    sk = str(tf)
     tasks = q.transformation_tasks(store, sk)
     rows = store._read(
         "MATCH (tf:GufeTokenizable {_scoped_key: $k}) RETURN tf.name AS name, tf._qualname AS q", k=sk
     )
     if not rows:
         return None
-    failures = store.get_transformation_results(sk, ok=False)
+    failures = store.get_transformation_results(tf, ok=False)
     for f in failures:
         f["line"] = _last_line((f.get("tracebacks") or [""])[-1])
     est = estimates.get(store, objects, [sk]).get(sk)
     return {
         "tf": {"sk": sk, "name": rows[0]["name"] or sk, "qualname": rows[0]["q"]},
         "tasks": tasks,
-        "results": store.get_transformation_results(sk, ok=True),
+        "results": store.get_transformation_results(tf, ok=True),
         "failures": failures,
         "estimate": est,
         "label": label(est),
-        "networks": store.get_transformation_networks(sk),
+        "networks": store.get_transformation_networks(tf),
     }
 
 
