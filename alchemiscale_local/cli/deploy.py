@@ -60,7 +60,7 @@ def _insecure_warning(settings: Settings) -> str | None:
     from alchemiscale_local.launchers.tls import is_loopback
 
     api = settings.api
-    if api.tls_cert or is_loopback(api.host):
+    if not api.insecure_http or api.tls_cert or is_loopback(api.host):
         return None
     return (
         f"[bold red]WARNING: plain HTTP on {api.host} (--insecure-http).[/] Identity keys, tokens and "
@@ -314,6 +314,10 @@ def _detach(settings: Settings) -> None:
                     f"deployment {settings.name!r} is up: API {state['api_url']} "
                     f"(pid {proc.pid}; `alchemiscale-local status`, `alchemiscale-local down`)"
                 )
+                if (state.get("tls") or {}).get("sha256"):
+                    from alchemiscale_local.client.pinning import colon_fingerprint
+
+                    console.print(f"TLS certificate SHA-256 {colon_fingerprint(state['tls']['sha256'])}")
                 return
             time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)

@@ -14,12 +14,15 @@ import sys
 from pathlib import Path
 
 from alchemiscale_local.client.compute import ComputeClient
+from alchemiscale_local.client.pinning import CertificateMismatchError
 from alchemiscale_local.settings import load_settings, settings_from_file
 
 from .service import ComputeService
 
 LOG_BYTES = 10 << 20
 LOG_BACKUPS = 3
+#: exit status when the server's certificate is not the pinned one
+EXIT_CERTIFICATE = 3
 
 
 def _logging(log_file: str | None, level: str = "INFO") -> None:
@@ -56,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         client, settings.compute, settings.deployment_dir / "compute", name=args.name, heartbeat_client=beat
     )
     service.install_signal_handlers()
-    stats = service.run()
+    try:
+        stats = service.run()
+    except CertificateMismatchError as exc:  # not the pinned server: retrying cannot help
+        logging.getLogger(__name__).error("refusing %s: %s", args.api_url, exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CERTIFICATE
     logging.getLogger(__name__).info("stopped: %d completed, %d failed", stats.completed, stats.failed)
     return 0
 
