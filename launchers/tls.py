@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alchemiscale_local.client.pinning import TLSPin, colon_fingerprint, pem_fingerprint
 from alchemiscale_local.secretfiles import private_dir, write_private_text
 from alchemiscale_local.settings import APISettings, Settings
 
@@ -56,11 +55,12 @@ class TLSMaterial:
     @property
     def fingerprint(self) -> str:
         """``AB:CD:...``, as openssl prints it."""
-        return colon_fingerprint(self.sha256)
+        h = self.sha256.upper()
+        return ":".join(h[i : i + 2] for i in range(0, len(h), 2))
 
     def pin(self) -> dict[str, str]:
-        """The ``tls`` section of an exported credentials file."""
-        return TLSPin(self.sha256, self.cert_pem).to_dict()
+        """The ``tls`` section of an exported credentials file (client/pinning.py reads it)."""
+        return {"sha256": self.sha256, "cert_pem": self.cert_pem}
 
 
 # -- addresses ------------------------------------------------------------------------------
@@ -167,8 +167,23 @@ def resolve_tls(settings: Settings) -> TLSMaterial | None:
     return ensure_self_signed(settings.secrets_dir / "tls", api)
 
 
+def check_bind_address(host: str) -> None:
+    """Refuse, with the reason, a bind address the API could not listen on."""
+    ip = _ip(host)
+    if ip is None or is_wildcard(host):
+        return  # a host name (resolved when binding) or every address
+    if ip.version == 6:
+        raise TLSError(f"IPv6 bind addresses are not supported yet ({host}); use an IPv4 address or 0.0.0.0")
+    if not ip.is_loopback and str(ip) not in host_addresses():
+        raise TLSError(
+            f"{host} is not an address of this host (it has {', '.join(host_addresses())}); "
+            "use one of those, or 0.0.0.0 for all"
+        )
+
+
 def apply_tls(settings: Settings) -> TLSMaterial | None:
     """:func:`resolve_tls`, and point ``settings.api.tls_cert/tls_key`` at the files to serve."""
+    check_bind_address(settings.api.host)
     material = resolve_tls(settings)
     if material is not None:
         settings.api.tls_cert = material.cert_path
@@ -179,6 +194,7 @@ def apply_tls(settings: Settings) -> TLSMaterial | None:
 def load_certificate(cert_path: Path, key_path: Path, *, generated: bool = False) -> TLSMaterial:
     """A PEM certificate (chain, leaf first) and its key, checked to belong together and be valid."""
     from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
     cert_path, key_path = Path(cert_path).expanduser(), Path(key_path).expanduser()
     try:
@@ -195,7 +211,9 @@ def load_certificate(cert_path: Path, key_path: Path, *, generated: bool = False
     now = dt.datetime.now(dt.UTC)
     if cert.not_valid_after_utc <= now:
         raise TLSError(f"the certificate {cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
-    return TLSMaterial(cert_path, key_path, pem, pem_fingerprint(pem), generated)
+    # the leaf's (first certificate's) DER bytes, as the clients hash the peer certificate
+    sha256 = cert.fingerprint(hashes.SHA256()).hex()
+    return TLSMaterial(cert_path, key_path, pem, sha256, generated)
 
 
 def ensure_self_signed(directory: Path, api: APISettings) -> TLSMaterial:
@@ -311,5 +329,8 @@ def client_verify(api: APISettings) -> bool | ssl.SSLContext:
     """What a local caller (health check, ``status``) verifies the API's certificate with."""
     if not api.tls_cert:
         return True
+    # here, not at the top: the API process imports this module and needs no client code
+    from alchemiscale_local.client.pinning import TLSPin, pem_fingerprint
+
     pem = Path(api.tls_cert).read_text()
     return TLSPin(pem_fingerprint(pem), pem).ssl_context()

@@ -218,3 +218,16 @@ def test_insecure_http_off_loopback_only_when_asked_and_loudly(env, address):
         assert refused.returncode == 1 and "has no certificate" in refused.stderr
     finally:
         run(env, "down", check=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bind", "203.0.113.77"], "203.0.113.77 is not an address of this host"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "give both a certificate and its key"),
+    ],
+)
+def test_up_refuses_what_it_cannot_serve_before_starting_anything(env, args, message):
+    refused = run(env, "up", *args, "--gpus", "none", "--cpu-services", "0", check=False)
+    assert refused.returncode == 1 and message in " ".join(refused.stderr.split()), refused.stderr
+    assert "Traceback" not in refused.stderr and state_of(env) is None

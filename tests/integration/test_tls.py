@@ -330,3 +330,33 @@ def test_a_credentials_file_whose_pin_contradicts_itself_is_refused(generated, t
 
     with pytest.raises(AuthError, match="bad 'tls' section: the pinned fingerprint"):
         AlchemiscaleLocalClient(credentials_file=Path(path), **CLIENT_OPTIONS)
+
+
+def test_wildcard_bind_names_every_address_of_this_host(address, neo4j_connection, tmp_path):
+    """0.0.0.0: one certificate good for each of the host's addresses and its name."""
+    settings = make_settings(tmp_path, host="0.0.0.0")
+    material = apply_tls(settings)
+    assert material is not None
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(material.cert_pem.encode())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    assert address in ips and "127.0.0.1" in ips
+    assert socket.gethostname() in sans.get_values_for_type(x509.DNSName)
+    with api_process(settings, neo4j_connection) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert url == f"https://{address}:{port}"  # what other hosts are told to use
+        for host in (address, "127.0.0.1"):  # the usual host name check passes on each
+            with AlchemiscaleLocalClient(
+                f"https://{host}:{port}", *USER, ca_cert=material.cert_pem, **CLIENT_OPTIONS
+            ) as c:
+                assert c.get_scopes()
+
+
+def test_a_bind_address_this_host_does_not_have_is_refused(tmp_path):
+    with pytest.raises(TLSError, match="203.0.113.77 is not an address of this host"):
+        apply_tls(make_settings(tmp_path, host="203.0.113.77"))
+    with pytest.raises(TLSError, match="IPv6 bind addresses are not supported"):
+        apply_tls(make_settings(tmp_path, host="fd00::1234"))
+    assert not (tmp_path / "config").exists() or not list((tmp_path / "config").rglob("*.pem"))
