@@ -360,3 +360,35 @@ def test_a_bind_address_this_host_does_not_have_is_refused(tmp_path):
     with pytest.raises(TLSError, match="IPv6 bind addresses are not supported"):
         apply_tls(make_settings(tmp_path, host="fd00::1234"))
     assert not (tmp_path / "config").exists() or not list((tmp_path / "config").rglob("*.pem"))
+
+
+def test_generated_certificate_is_made_anew_only_for_an_address_it_does_not_name(tmp_path):
+    from alchemiscale_local.settings import APISettings
+
+    first = ensure_self_signed(tmp_path, APISettings(host="10.9.9.9"))
+    assert ensure_self_signed(tmp_path, APISettings(host="10.9.9.9")).sha256 == first.sha256
+    moved = ensure_self_signed(tmp_path, APISettings(host="10.9.9.10"))
+    assert moved.sha256 != first.sha256
+    from cryptography import x509
+
+    sans = x509.load_pem_x509_certificate(moved.cert_pem.encode()).extensions
+    ips = sans.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)
+    assert {str(i) for i in ips} == {"10.9.9.9", "10.9.9.10"}  # the old address still named
+    assert (tmp_path / "api-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("form", ["hex", "upper-colons", "prefixed"])
+def test_fingerprints_are_accepted_as_people_copy_them(generated, form):
+    from alchemiscale_local.client.pinning import normalize_fingerprint
+
+    _settings, material, url = generated
+    text = {
+        "hex": material.sha256,
+        "upper-colons": colon_fingerprint(material.sha256),
+        "prefixed": f"sha256:{material.sha256.upper()}",
+    }[form]
+    assert normalize_fingerprint(text) == material.sha256
+    with AlchemiscaleLocalClient(url, *USER, tls_fingerprint=text, **CLIENT_OPTIONS) as c:
+        assert c.get_scopes()
+    with pytest.raises(ValueError, match="not a SHA-256 fingerprint"):
+        normalize_fingerprint(material.sha256[:-2])
