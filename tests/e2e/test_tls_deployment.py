@@ -21,6 +21,7 @@ import pytest
 from alchemiscale_local.client import AlchemiscaleLocalClient
 from alchemiscale_local.client.pinning import colon_fingerprint, pem_fingerprint
 from tests.tls_helpers import non_loopback_address
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -96,6 +97,12 @@ def test_up_bind_serves_https_with_one_certificate_and_exported_credentials_work
         url, sha = state["api_url"], state["tls"]["sha256"]
         assert url.startswith(f"https://{address}:"), url
         assert f"API {url}" in out and colon_fingerprint(sha) in out, out
+        # The `up` summary (written to up.log in the background) shows both, too.
+        up_log = Path(env["ALCHEMISCALE_LOCAL_LOG_DIR"]) / "default" / "up.log"
+        summary = wait_for(
+            lambda: up_log.exists() and "is up" in (t := up_log.read_text()) and t, 120, "the up summary"
+        )
+        assert url in summary and f"SHA-256 {colon_fingerprint(sha)} (self-signed)" in summary, summary
         key_file = Path(env["ALCHEMISCALE_LOCAL_CONFIG_DIR"]) / "default" / "tls" / "api-key.pem"
         assert _mode(key_file) == 0o600
         # HTTPS only: plain HTTP on the port gets no answer; the usual CAs do not vouch for it.
