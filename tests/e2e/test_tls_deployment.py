@@ -238,3 +238,37 @@ def test_up_refuses_what_it_cannot_serve_before_starting_anything(env, args, mes
     refused = run(env, "up", *args, "--gpus", "none", "--cpu-services", "0", check=False)
     assert refused.returncode == 1 and message in " ".join(refused.stderr.split()), refused.stderr
     assert "Traceback" not in refused.stderr and state_of(env) is None
+
+
+def test_local_deployment_on_an_address_gives_pinned_clients(
+    address, neo4j_connection, tmp_path, monkeypatch
+):
+    """From Python: dep.client() and a bare client on this host (the credentials file `up`
+    writes) both verify the deployment's certificate."""
+    from alchemiscale_local.deployment import LocalDeployment
+    from tests.conftest import make_isolated_settings
+
+    settings = make_isolated_settings(
+        tmp_path,
+        api={"host": address},
+        compute={"gpus": "none", "cpu_services": 0},
+        neo4j={
+            "launcher": "external",
+            "uri": neo4j_connection.uri,
+            "user": neo4j_connection.user,
+            "password": neo4j_connection.password,
+        },
+    )
+    with LocalDeployment(settings) as dep:
+        assert dep.api_url is not None and dep.api_url.startswith(f"https://{address}:") and dep.tls
+        with dep.client(max_retries=1) as client:
+            assert client.tls_pin is not None and client.tls_pin.sha256 == dep.tls.sha256
+            assert client.get_scopes()
+        creds = json.loads(settings.credentials_file.read_text())
+        assert creds["tls"]["sha256"] == dep.tls.sha256 and creds["api_url"] == dep.api_url
+        for name in ("ALCHEMISCALE_LOCAL_URL", "ALCHEMISCALE_LOCAL_ID", "ALCHEMISCALE_LOCAL_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("ALCHEMISCALE_LOCAL_CONFIG_DIR", str(settings.config_dir))
+        monkeypatch.setenv("ALCHEMISCALE_LOCAL_CONFIG_FILE", str(tmp_path / "absent.toml"))
+        with AlchemiscaleLocalClient(max_retries=1) as bare:
+            assert bare.api_url == dep.api_url and bare.get_scopes()
