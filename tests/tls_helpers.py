@@ -111,3 +111,31 @@ def make_ca_and_leaf(directory: Path, host: str) -> tuple[Path, Path, Path]:
     )
     (directory / "leaf.key").chmod(0o600)
     return directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key"
+
+
+def emoji_prone_certificate(directory: Path, host: str, tries: int = 400) -> str:
+    """Make the deployment certificate for ``host`` in ``directory`` (as `up` would), one whose
+    fingerprint rich would print with an emoji (``:AB:``) unless told not to; its SHA-256."""
+    import shutil as _shutil
+    import tempfile
+
+    from alchemiscale_local.launchers.tls import CERT_NAME, KEY_NAME, ensure_self_signed
+    from rich.text import Text
+
+    from alchemiscale_local.client.pinning import colon_fingerprint
+    from alchemiscale_local.settings import APISettings
+
+    for _ in range(tries):  # about one in twenty fingerprints has it
+        scratch = Path(tempfile.mkdtemp())
+        try:
+            material = ensure_self_signed(scratch, APISettings(host=host))
+            shown = colon_fingerprint(material.sha256)
+            if Text.from_markup(shown).plain != shown:  # rich's emoji codes: ":AB:" at an odd pair
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                for name in (CERT_NAME, KEY_NAME):
+                    _shutil.copy2(scratch / name, directory / name)
+                (directory / KEY_NAME).chmod(0o600)
+                return material.sha256
+        finally:
+            _shutil.rmtree(scratch, ignore_errors=True)
+    raise AssertionError(f"no fingerprint with ':AB:' in {tries} certificates")

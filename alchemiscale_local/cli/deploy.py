@@ -14,6 +14,7 @@ import typer
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from alchemiscale_local.settings import Settings
 
@@ -90,7 +91,9 @@ def _summary(settings: Settings, dep: Any) -> Panel:
         f"[bold]Credentials[/] {settings.credentials_file}",
         f"[bold]Logs[/]       {settings.log_dir / settings.name}",
     ]
-    return Panel("\n".join(lines), title=f"alchemiscale-local [cyan]{settings.name}[/] is up", expand=False)
+    # emoji=False: rich would turn a ":AB:" inside the fingerprint into an emoji
+    body = Text.from_markup("\n".join(lines), emoji=False)
+    return Panel(body, title=f"alchemiscale-local [cyan]{settings.name}[/] is up", expand=False)
 
 
 def _status_table(store: Any, specs: dict[str, Any] | None = None) -> Table:
@@ -317,7 +320,9 @@ def _detach(settings: Settings) -> None:
                 if (state.get("tls") or {}).get("sha256"):
                     from alchemiscale_local.client.pinning import colon_fingerprint
 
-                    console.print(f"TLS certificate SHA-256 {colon_fingerprint(state['tls']['sha256'])}")
+                    fingerprint = colon_fingerprint(state["tls"]["sha256"])
+                    # emoji=False: rich would turn a ":AB:" inside the fingerprint into an emoji
+                    console.print(f"TLS certificate SHA-256 {fingerprint}", emoji=False)
                 return
             time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)

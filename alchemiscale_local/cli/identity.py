@@ -103,7 +103,9 @@ def add(
     if pin is not None and pin.sha256:
         from alchemiscale_local.client.pinning import colon_fingerprint
 
-        console.print(f"pins the API certificate SHA-256 {colon_fingerprint(pin.sha256)}", highlight=False)
+        console.print(
+            f"pins the API certificate SHA-256 {colon_fingerprint(pin.sha256)}", highlight=False, emoji=False
+        )
 
 
 @app.command("export-cert")
@@ -142,7 +144,9 @@ def export_cert(
 
         text += Path(certifi.where()).read_text()
     write_0600(path, text, 0o644)  # a certificate is public
-    console.print(f"wrote {path}: SHA-256 {colon_fingerprint(pem_fingerprint(pem))}", highlight=False)
+    console.print(
+        f"wrote {path}: SHA-256 {colon_fingerprint(pem_fingerprint(pem))}", highlight=False, emoji=False
+    )
 
 
 @app.command("list")

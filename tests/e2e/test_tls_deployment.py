@@ -272,3 +272,28 @@ def test_local_deployment_on_an_address_gives_pinned_clients(
         monkeypatch.setenv("ALCHEMISCALE_LOCAL_CONFIG_FILE", str(tmp_path / "absent.toml"))
         with AlchemiscaleLocalClient(max_retries=1) as bare:
             assert bare.api_url == dep.api_url and bare.get_scopes()
+
+
+def test_up_and_exports_print_the_fingerprint_exactly(env, address, tmp_path):
+    """rich turns ':AB:' into an emoji; a fingerprint that holds it must still print as it is
+    (it is what people compare with openssl's)."""
+    from tests.tls_helpers import emoji_prone_certificate
+
+    sha = emoji_prone_certificate(Path(env["ALCHEMISCALE_LOCAL_CONFIG_DIR"]) / "default" / "tls", address)
+    shown = colon_fingerprint(sha)
+    try:
+        out = run(env, "up", "--detach", "--bind", address, "--gpus", "none", "--cpu-services", "0").stdout
+        assert state_of(env)["tls"]["sha256"] == sha  # the certificate found there is reused
+        assert shown in out, out
+        up_log = Path(env["ALCHEMISCALE_LOCAL_LOG_DIR"]) / "default" / "up.log"
+        summary = wait_for(
+            lambda: up_log.exists() and "is up" in (t := up_log.read_text()) and t, 120, "summary"
+        )
+        assert shown in summary, summary
+        out = run(
+            env, "identity", "add", "box", "--kind", "compute", "--export", str(tmp_path / "c.json")
+        ).stdout
+        assert shown in out, out
+        assert shown in run(env, "identity", "export-cert", str(tmp_path / "api.pem")).stdout
+    finally:
+        run(env, "down", check=False)
