@@ -14,12 +14,15 @@ import sys
 from pathlib import Path
 
 from alchemiscale_local.client.compute import ComputeClient
+from alchemiscale_local.client.pinning import CertificateMismatchError
 from alchemiscale_local.settings import load_settings, settings_from_file
 
 from .service import ComputeService
 
 LOG_BYTES = 10 << 20
 LOG_BACKUPS = 3
+#: exit status when the server's certificate is not the pinned one
+EXIT_CERTIFICATE = 3
 
 
 def _logging(log_file: str | None, level: str = "INFO") -> None:
@@ -48,13 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_file(Path(args.settings_file)) if args.settings_file else load_settings()
     _logging(args.log_file, settings.compute.loglevel)
     creds = json.loads(Path(args.credentials_file).read_text())["compute"]
-    client = ComputeClient(args.api_url, creds["identifier"], creds["key"])
-    beat = ComputeClient(args.api_url, creds["identifier"], creds["key"])
+    # credentials_file: its "tls" pin (an HTTPS deployment's certificate) applies to both clients
+    pinned = {"credentials_file": args.credentials_file}
+    client = ComputeClient(args.api_url, creds["identifier"], creds["key"], **pinned)
+    beat = ComputeClient(args.api_url, creds["identifier"], creds["key"], **pinned)
     service = ComputeService(
         client, settings.compute, settings.deployment_dir / "compute", name=args.name, heartbeat_client=beat
     )
     service.install_signal_handlers()
-    stats = service.run()
+    try:
+        stats = service.run()
+    except CertificateMismatchError as exc:  # not the pinned server: retrying cannot help
+        logging.getLogger(__name__).error("refusing %s: %s", args.api_url, exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CERTIFICATE
     logging.getLogger(__name__).info("stopped: %d completed, %d failed", stats.completed, stats.failed)
     return 0
 
