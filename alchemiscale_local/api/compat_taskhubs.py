@@ -25,6 +25,7 @@ from alchemiscale_local.settings import Settings
 
 from .auth import TokenData, compute_token
 from .deps import get_settings, get_store
+from .keys import ComputeAnyKey
 from .owners import require_owner
 
 router = APIRouter(dependencies=[Depends(compute_token)], tags=["alchemiscale compute"])
@@ -95,7 +96,7 @@ class ClaimHubBody(BaseModel):
     summary="Claim up to count tasks from one TaskHub; null for each one not claimed",
 )
 def claim_taskhub_tasks(
-    scoped_key: str,
+    scoped_key: ComputeAnyKey,
     request: Request,
     raw: dict[str, Any] = Body(
         openapi_examples={"claim": {"value": {"compute_service_id": "svc-1", "count": 1}}}
@@ -104,7 +105,7 @@ def claim_taskhub_tasks(
     store: Neo4jStore = Depends(get_store),
     settings: Settings = Depends(get_settings),
 ) -> list[str | None]:
-    sk = token.require_key(scoped_key)
+    sk = scoped_key
     if sk.qualname != "TaskHub":
         raise HTTPException(400, f"{sk} is not a TaskHub (GET /taskhubs lists them)")
     try:  # after the key's scope check, so an out-of-scope caller learns nothing more
@@ -119,5 +120,5 @@ def claim_taskhub_tasks(
         body.compute_service_id, settings.api.max_failures, settings.api.failure_window_s
     ):
         return padding
-    claimed = store.claim_taskhub_tasks(body.compute_service_id, str(sk), body.count, body.protocols)
+    claimed = store.claim_taskhub_tasks(body.compute_service_id, sk, body.count, body.protocols)
     return [*claimed, *padding[len(claimed) :]]

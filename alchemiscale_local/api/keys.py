@@ -59,6 +59,12 @@ def _compute_task(task: Annotated[str, Path()], token: TokenData = Depends(compu
     return token.require_key(task)
 
 
+def _compute_scoped_key(
+    scoped_key: Annotated[str, Path()], token: TokenData = Depends(compute_token)
+) -> ScopedKey:
+    return token.require_key(scoped_key)
+
+
 #: ``{task}`` of a user route.
 TaskKey = Annotated[ScopedKey, Depends(_task)]
 #: ``{network}`` of a user route.
@@ -75,3 +81,5 @@ ExtendsKey = Annotated[ScopedKey | None, Depends(_extends)]
 AnyKindTaskKey = Annotated[ScopedKey, Depends(_any_kind_task)]
 #: ``{task}`` of a compute route (compute token).
 ComputeTaskKey = Annotated[ScopedKey, Depends(_compute_task)]
+#: ``{scoped_key}`` (any object) of a compute route (compute token).
+ComputeAnyKey = Annotated[ScopedKey, Depends(_compute_scoped_key)]

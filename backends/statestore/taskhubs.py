@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alchemiscale_local.models import Scope
+from alchemiscale_local.models import Scope, ScopedKey
 
-from .base import parse_scope, parse_sk
+from .base import key_of, parse_scope
 from .compute import CANDIDATE_FACTOR, CANDIDATE_MIN, ComputeMixin
 from .errors import InvalidInput, NotFound
 
@@ -68,9 +68,9 @@ class TaskHubsMixin(ComputeMixin):
             return []
         return self._read(_QUERY, scopes=rows)
 
-    def get_taskhub(self, taskhub: str) -> dict[str, Any]:
+    def get_taskhub(self, taskhub: ScopedKey) -> dict[str, Any]:
         """``{taskhub, network, weight}`` of one TaskHub; NotFound when there is none."""
-        key = str(parse_sk(taskhub, qualname="TaskHub"))
+        key = str(key_of(taskhub, "TaskHub"))
         rows = self._read(
             "MATCH (th:TaskHub {_scoped_key: $k}) "
             "RETURN th._scoped_key AS taskhub, th.network AS network, th.weight AS weight",
@@ -81,12 +81,16 @@ class TaskHubsMixin(ComputeMixin):
         return rows[0]
 
     def claim_taskhub_tasks(
-        self, identifier: str, taskhub: str, count: int = 1, protocols: Sequence[str] | None = None
+        self,
+        identifier: str,
+        taskhub: ScopedKey,
+        count: int = 1,
+        protocols: Sequence[str] | None = None,
     ) -> list[str]:
         """Claim up to ``count`` waiting tasks actioned by ``taskhub`` for a registered service."""
         if not isinstance(count, int) or isinstance(count, bool) or count < 1 or count > 1000:
             raise InvalidInput("count must be an integer between 1 and 1000")
-        key = str(parse_sk(taskhub, qualname="TaskHub"))
+        key = str(key_of(taskhub, "TaskHub"))
         protos = check_protocols(protocols)
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
         claimed: list[str] = []
