@@ -112,7 +112,9 @@ def preflight(ident: ComputeIdentity) -> list[str]:
         raise fail(
             str(exc.detail) if exc.status is None else f"the API at {ident.api_url} is unavailable: {exc}"
         ) from None
-    except ClientError as exc:
+    except ClientError as exc:  # e.g. the server's certificate is not the one the file pins
+        if exc.status is None:
+            raise fail(f"refused to use the API at {ident.api_url}: {exc}") from None
         raise fail(f"the API at {ident.api_url} answered: {exc}") from None
 
 
