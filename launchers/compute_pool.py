@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from alchemiscale_local.compute.deathsig import PARENT_PID_ENV
 from alchemiscale_local.secretfiles import private_dir, write_private_json
 from alchemiscale_local.settings import ComputeSettings, Settings
 
@@ -136,7 +137,8 @@ class ComputePool:
             the pool writes ``compute`` to a 0600 file in ``work_dir``, which is then also
             the services' work root (spool, task shared/scratch) and holds their stats.
         name_prefix: put before each service's name (unique across hosts and jobs).
-        restart_finished: restart a service that exits 0 too (``up``); otherwise it is finished.
+        restart_finished: restart a service that exits 0 too (``up``); otherwise it is finished,
+            and a service stops (handing back its task) when the pool's process dies, however.
         deadline: epoch seconds; services claim nothing new after it and none is restarted.
         extra_env: added to each service's environment.
     """
@@ -239,6 +241,8 @@ class ComputePool:
         )
         if self.deadline is not None:
             argv += ["--deadline", repr(self.deadline)]
+        if not self.restart_finished:
+            argv.append("--stop-with-parent")
         if self.stats_dir is not None:
             stats = self.stats_dir / f"{run.name}.{run.starts}.json"
             run.stats_files.append(stats)
@@ -248,12 +252,16 @@ class ComputePool:
             f"compute-{run.name}",
             argv,
             stderr_log,
-            env=python_env({**spec.env(), **self.extra_env}),
+            env=python_env({**spec.env(), **self.extra_env, **self._parent_env()}),
         )
         record.log = str(self.log_path(spec))
         with self._lock:
             run.proc, run.record = proc, record
             run.starts += 1
+
+    def _parent_env(self) -> dict[str, str]:
+        # With --stop-with-parent: a service whose pool died before it set up PDEATHSIG exits at once.
+        return {} if self.restart_finished else {PARENT_PID_ENV: str(os.getpid())}
 
     def start(self) -> None:
         self._settings = self._settings_args()

@@ -198,6 +198,31 @@ def test_sigterm_mid_task_hands_the_task_back(dep, client, creds, env):
     assert "0 completed, 0 failed" in out, out
 
 
+def test_pool_killed_hard_its_services_still_hand_back(dep, client, creds, env):
+    """SIGKILL of the command (Slurm's last resort, the OOM killer): no orphan keeps the task."""
+    net, tasks = submit(client, 1, "remote-sigkill-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "kill",
+        "--scope",
+        "remote-sigkill-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    service = psutil.Process(victim["pid"])
+    proc.kill()
+    finish(proc, 30)
+    wait_for(lambda: statuses(dep, tasks) == ["waiting"], 60, "the task handed back")
+    assert no_pool_services(dep, "kill")
+    psutil.wait_procs([service], timeout=60)
+    assert not service.is_running() or service.status() == psutil.STATUS_ZOMBIE
+
+
 def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
     """FAKE devices: CUDA_VISIBLE_DEVICES=5,7 names GPUs that do not exist here; --gpus 0,1 means 5 and 7."""
     env = {**env, "CUDA_VISIBLE_DEVICES": "5,7", "SLURM_JOB_ID": "123", "SLURM_ARRAY_TASK_ID": "4"}
