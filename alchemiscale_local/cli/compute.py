@@ -28,6 +28,7 @@ from ._common import EXIT_USAGE, console, err_console, fail, handle_errors, sett
 CREDENTIALS_HINT = "write one with `alchemiscale-local identity add --kind compute --export FILE`"
 #: seconds the services get to hand their tasks back after a stop, before they are killed
 DEFAULT_STOP_TIMEOUT_S = 60.0
+EMPTY = '""'
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,8 @@ def _start_line(ident: ComputeIdentity, scopes: list[str], pool: Any, prefix: st
         if ident.pinned
         else (" (TLS)" if ident.api_url.startswith("https") else "")
     )
-    services = ", ".join(f"{r.name} [CUDA_VISIBLE_DEVICES={r.spec.gpu or '-'}]" for r in pool.runs())
+    # A CPU service gets CUDA_VISIBLE_DEVICES="" (no GPU visible), shown as such.
+    services = ", ".join(f"{r.name} [CUDA_VISIBLE_DEVICES={r.spec.gpu or EMPTY}]" for r in pool.runs())
     return (
         f"[bold]compute[/] {escape(prefix)} -> {escape(ident.api_url)}{tls} as {escape(ident.identifier)} "
         f"(scopes {escape(', '.join(scopes) or 'none')})\n"
@@ -282,7 +284,12 @@ def compute(
         None, "--slurm-template", help="with --slurm-array: your own batch-script template (Jinja2)"
     ),
 ) -> None:
-    """Run compute services on this host for a deployment elsewhere (by URL)."""
+    """Run compute services on this host for a deployment elsewhere (by URL).
+
+    On the deployment's host: `alchemiscale-local identity add gpu-box --kind compute --export
+    gpu-box.json`; copy the file here, then e.g. `alchemiscale-local compute --credentials
+    gpu-box.json --gpus auto --max-time 14400`. Ctrl-C or SIGTERM hands running tasks back.
+    """
     from alchemiscale_local.launchers.compute_pool import ComputePool, plan_services
     from alchemiscale_local.models import Scope
     from alchemiscale_local.secretfiles import write_private_json

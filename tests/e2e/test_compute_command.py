@@ -150,6 +150,7 @@ def test_pool_completes_network_then_ends_at_max_tasks(dep, client, creds, env, 
     assert re.search(r"happy-cpu-1\s*│\s*-\s*│\s*2\s*│\s*0\s*│\s*0\s*│\s*0", out), out
     assert "4 completed, 0 failed" in out, out
     assert no_pool_services(dep, "happy"), "the services deregistered"
+    print(out)  # what a person sees (with -s)
     print(f"\nFIGURES first claim {first_claim - t0:.1f} s, network complete {complete - t0:.1f} s")
 
 
