@@ -62,6 +62,19 @@ def detect_gpus() -> list[str]:
     return [line.split(":")[0].split()[1] for line in out.splitlines() if line.startswith("GPU ")]
 
 
+#: CUDA_VISIBLE_DEVICES values that make no device visible ("NoDevFiles": Slurm, no GPU given)
+NO_DEVICES = ("", "-1", "NoDevFiles")
+
+
+def visible_list(visible: str | None) -> list[str] | None:
+    """The devices a CUDA_VISIBLE_DEVICES value allows; None when it is unset (all)."""
+    if visible is None:
+        return None
+    if visible.strip() in NO_DEVICES:
+        return []  # set but empty hides every GPU: the pool must not use any either
+    return [v.strip() for v in visible.split(",") if v.strip()]
+
+
 def plan_services(
     gpus: str,
     per_gpu: int,
@@ -76,7 +89,7 @@ def plan_services(
     numbers in ``gpus`` are positions in that list, and each service gets the entry at
     its position, so the pool never escapes the user's choice.
     """
-    user_list = [v.strip() for v in visible.split(",") if v.strip()] if visible else None
+    user_list = visible_list(visible)
     available = user_list if user_list is not None else (detected if detected is not None else detect_gpus())
     choice = gpus.strip().lower()
     if choice == "auto":

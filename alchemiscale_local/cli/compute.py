@@ -132,6 +132,15 @@ def name_prefix(name: str | None) -> str:
     return prefix
 
 
+def visible_devices() -> str | None:
+    """CUDA_VISIBLE_DEVICES to plan within. In a Slurm job without it the job was given no GPU:
+    the node's GPUs that nvidia-smi lists belong to other jobs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None and os.environ.get("SLURM_JOB_ID"):
+        return ""
+    return visible
+
+
 def _lock(work_dir: Path, prefix: str) -> IO[str]:
     """One pool per name and work dir: their spools and logs would mix."""
     from alchemiscale_local.secretfiles import private_dir
@@ -332,7 +341,7 @@ def compute(
             settings.gpus,
             settings.per_gpu,
             settings.cpu_services,
-            visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            visible=visible_devices(),
         )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
