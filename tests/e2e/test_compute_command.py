@@ -199,6 +199,31 @@ def test_sigterm_mid_task_hands_the_task_back(dep, client, creds, env):
     assert "0 completed, 0 failed" in out, out
 
 
+def test_a_stop_reaching_the_protocol_process_first_still_hands_back(dep, client, creds, env):
+    """As Slurm signals every process of a job: the protocol process gets SIGTERM before its service."""
+    net, tasks = submit(client, 1, "remote-order-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "order",
+        "--scope",
+        "remote-order-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    (protocol,) = wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    protocol.send_signal(signal.SIGTERM)
+    psutil.wait_procs([protocol], timeout=60)
+    proc.send_signal(signal.SIGTERM)  # then the command, which stops its service
+    code, out, err = finish(proc, 120)
+    assert code == 0, (out, err)
+    assert statuses(dep, tasks) == ["waiting"], "handed back, not recorded as a failure"
+    assert "0 completed, 0 failed" in out, out
+
+
 def test_pool_killed_hard_its_services_still_hand_back(dep, client, creds, env):
     """SIGKILL of the command (Slurm's last resort, the OOM killer): no orphan keeps the task."""
     net, tasks = submit(client, 1, "remote-sigkill-a", duration_s=300.0)
