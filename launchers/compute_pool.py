@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from alchemiscale_local.compute.deathsig import PARENT_PID_ENV
+from alchemiscale_local.compute.service import EXIT_REFUSED
 from alchemiscale_local.secretfiles import private_dir, write_private_json
 from alchemiscale_local.settings import ComputeSettings, Settings
 
@@ -308,6 +309,12 @@ class ComputePool:
             for run in self.runs():
                 proc = run.proc
                 if run.finished or proc is None or proc.poll() is None:
+                    continue
+                if proc.returncode == EXIT_REFUSED:
+                    log.error("compute service %s: the API refuses its identity; not restarting", run.name)
+                    with self._lock:
+                        run.finished, run.returncode = True, proc.returncode
+                    self._changed()
                     continue
                 if (proc.returncode == 0 and not self.restart_finished) or self._past_deadline():
                     # Done by itself (max-tasks, max-time, a signal of its own) or too late to restart.

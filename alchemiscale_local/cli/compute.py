@@ -299,6 +299,7 @@ def compute(
     gpu-box.json`; copy the file here, then e.g. `alchemiscale-local compute --credentials
     gpu-box.json --gpus auto --max-time 14400`. Ctrl-C or SIGTERM hands running tasks back.
     """
+    from alchemiscale_local.compute.service import EXIT_REFUSED
     from alchemiscale_local.launchers.compute_pool import ComputePool, plan_services
     from alchemiscale_local.models import Scope
     from alchemiscale_local.secretfiles import write_private_json
@@ -411,4 +412,11 @@ def compute(
             signal.signal(sig, handler)
         state_file.unlink(missing_ok=True)
         lock.close()
-    console.print(_end_table(pool.summary(), started))
+    rows = pool.summary()
+    console.print(_end_table(rows, started))
+    refused = [r["name"] for r in rows if r["returncode"] == EXIT_REFUSED]
+    if refused:
+        raise fail(
+            f"the API at {ident.api_url} refused identity {ident.identifier} while running "
+            f"({', '.join(refused)}): was it removed or disabled? See {pool.log_dir}"
+        )

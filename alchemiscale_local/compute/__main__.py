@@ -18,11 +18,12 @@ from pathlib import Path
 
 from alchemiscale_local.client.compute import ComputeClient
 from alchemiscale_local.client.credentials import ENV_ID, ENV_KEY
+from alchemiscale_local.client.errors import AuthError
 from alchemiscale_local.secretfiles import write_private_json
 from alchemiscale_local.settings import ComputeSettings, load_settings, settings_from_file
 
 from .deathsig import die_with_parent
-from .service import ComputeService
+from .service import EXIT_REFUSED, ComputeService
 
 LOG_BYTES = 10 << 20
 LOG_BACKUPS = 3
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     service.install_signal_handlers()
     try:
         stats = service.run()
+    except AuthError as exc:  # revoked, disabled, or not a compute identity: not retried
+        logger.error("the API refuses this service's identity; stopping for good: %s", exc)
+        return EXIT_REFUSED
     finally:
         _write_stats(args.stats_file, service, started)
     logger.info("stopped: %d completed, %d failed", stats.completed, stats.failed)

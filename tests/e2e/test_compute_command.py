@@ -290,6 +290,34 @@ def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
     assert no_pool_services(dep, "pin_j123_a4")
 
 
+def test_an_identity_revoked_while_running_ends_the_pool_with_one_message(dep, creds, env, tmp_path):
+    """Restarting cannot help once the API refuses the identity: the pool ends, exit != 0, says why."""
+    key = dep.store.add_identity("revoked-pool", "compute", scopes=["*-*-*"], replace=True)
+    path = write_private_json(
+        tmp_path / "revoked.json",
+        {**json.loads(creds.read_text()), "compute": {"identifier": "revoked-pool", "key": key}},
+    )
+    proc = start(
+        env,
+        "--credentials",
+        str(path),
+        "--cpu-services",
+        "1",
+        "--name",
+        "revoked",
+        "--scope",
+        "remote-none-a",
+    )
+    wait_for(lambda: not no_pool_services(dep, "revoked"), 120, "the service registered")
+    dep.store.remove_identity("revoked-pool")
+    code, out, err = finish(proc, 120)
+    assert code == 1, (out, err)
+    assert "Traceback" not in err, err
+    assert "refused identity revoked-pool while running" in " ".join(err.split()), err
+    log = (tmp_path / "data" / "compute" / "logs" / "compute-revoked-cpu-0.log").read_text()
+    assert "refuses this service's identity" in log, log
+
+
 @pytest.mark.parametrize(
     "case",
     [
