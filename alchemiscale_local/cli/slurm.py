@@ -8,7 +8,8 @@ or a user's Jinja2 file) with the shell-quoted compute command; :func:`submit_ar
 Variables a template gets: ``command`` (the quoted ``alchemiscale-local compute ...`` command line,
 without ``--max-time``: the default template derives that from the job's time left),
 ``compute_args`` (the quoted compute arguments alone), ``job_name``, ``signal_s`` (SIGTERM this
-long before the time limit) and ``margin_s`` (``--max-time`` is the time left minus this).
+long before the time limit), ``margin_s`` (``--max-time`` is the time left minus this) and
+``max_time_given`` (the arguments hold a ``--max-time`` already: the script adds none).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MARGIN_S = 300
 SBATCH_TIMEOUT_S = 120.0
 
 
-class SlurmError(Exception):
+class SlurmError(RuntimeError):
     """Submitting to Slurm failed (no sbatch, or sbatch refused the job); the message says why."""
 
 
@@ -77,6 +78,7 @@ def render_script(
             job_name=job_name,
             signal_s=int(signal_s),
             margin_s=int(margin_s),
+            max_time_given=any(a == "--max-time" or a.startswith("--max-time=") for a in compute_argv),
         )
     except jinja2.TemplateError as exc:  # an undefined variable in a user's template
         raise SlurmError(f"batch template {template or DEFAULT_TEMPLATE}: {exc}") from None

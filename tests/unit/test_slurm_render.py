@@ -47,7 +47,16 @@ def test_arguments_reach_the_command_unchanged_and_no_max_time_outside_slurm():
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert printed == ["compute", *AWKWARD]  # outside a job: no time limit known, no --max-time
-    assert "max_time=none" in proc.stdout
+
+
+def test_a_given_max_time_is_kept_and_none_is_added():
+    script = render_script(["--max-time", "600"], program=ARGV_PRINTER)
+    assert "squeue" not in script
+    # in a job (SLURM_JOB_ID set) too: only the given value reaches the command
+    proc = _run_script(script, {**os.environ, "SLURM_JOB_ID": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["compute", "--max-time", "600"]
+    assert "squeue" not in render_script(["--max-time=5"])
 
 
 @pytest.mark.parametrize("source", ["template", "example"])
