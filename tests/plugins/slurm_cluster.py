@@ -35,6 +35,8 @@ BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sin
 START_TIMEOUT_S = 90.0
 # Slurm's default: SIGTERM to a cancelled job's processes, SIGKILL this much later.
 KILL_WAIT_S = 30
+#: the partition's default job time limit, minutes
+DEFAULT_TIME_MIN = 10
 
 
 def _free_port() -> int:
@@ -90,7 +92,9 @@ def write_conf(root: Path, node_line: str, munge_socket: Path) -> tuple[Path, st
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
         f"{node_line} NodeAddr=127.0.0.1 State=UNKNOWN",
-        f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+        # Jobs get a time limit unless they ask for one, as on most clusters: the batch script
+        # derives --max-time from the time left.
+        f"PartitionName=debug Nodes={node} Default=YES DefaultTime={DEFAULT_TIME_MIN} MaxTime=INFINITE State=UP",
     ]
     conf = root / "slurm.conf"
     conf.write_text("\n".join(lines) + "\n")
