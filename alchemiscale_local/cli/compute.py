@@ -112,7 +112,9 @@ def preflight(ident: ComputeIdentity) -> list[str]:
         raise fail(
             str(exc.detail) if exc.status is None else f"the API at {ident.api_url} is unavailable: {exc}"
         ) from None
-    except ClientError as exc:
+    except ClientError as exc:  # e.g. the server's certificate is not the one the file pins
+        if exc.status is None:
+            raise fail(f"refused to use the API at {ident.api_url}: {exc}") from None
         raise fail(f"the API at {ident.api_url} answered: {exc}") from None
 
 
@@ -154,7 +156,7 @@ def _lock(work_dir: Path, prefix: str) -> IO[str]:
 
 
 def _slurm_argv(params: dict[str, Any]) -> list[str]:
-    """This command's own arguments, without ``--slurm-array``, with paths made absolute."""
+    """This command's own arguments, without the ``--slurm-array`` ones, with paths made absolute."""
     argv = ["--credentials", str(Path(params["credentials"]).absolute())]
     for key, flag in (
         ("api_url", "--api-url"),
@@ -181,21 +183,18 @@ def _slurm_argv(params: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _submit_array(n: int, argv: list[str]) -> str:
+def _submit_array(n: int, argv: list[str], template: Path | None, extra: list[str]) -> str:
     """Submit through ``cli/slurm.py`` (imported only here: most hosts have no Slurm)."""
     import importlib
-    import subprocess
 
     try:
         slurm = importlib.import_module("alchemiscale_local.cli.slurm")
     except ImportError as exc:
         raise fail(f"Slurm submission is not available in this installation ({exc})") from None
+    slurm_error = getattr(slurm, "SlurmError", RuntimeError)
     try:
-        return str(slurm.submit_array(n, argv))
-    except subprocess.CalledProcessError as exc:
-        detail = (exc.stderr or exc.stdout or "").strip() if isinstance(exc.stderr or exc.stdout, str) else ""
-        raise fail(f"sbatch failed with status {exc.returncode}: {detail}") from None
-    except (OSError, RuntimeError) as exc:
+        return str(slurm.submit_array(n, argv, template=template, extra=extra or None))
+    except (slurm_error, OSError, RuntimeError) as exc:
         raise fail(f"could not submit the job array: {exc}") from None
 
 
@@ -276,12 +275,20 @@ def compute(
     slurm_array: int | None = typer.Option(
         None, "--slurm-array", min=1, help="submit this command as a Slurm job array of N tasks and exit"
     ),
+    sbatch_arg: list[str] | None = typer.Option(
+        None, "--sbatch-arg", help="with --slurm-array: an sbatch option, e.g. --sbatch-arg=--gres=gpu:4"
+    ),
+    slurm_template: Path | None = typer.Option(
+        None, "--slurm-template", help="with --slurm-array: your own batch-script template (Jinja2)"
+    ),
 ) -> None:
     """Run compute services on this host for a deployment elsewhere (by URL)."""
     from alchemiscale_local.launchers.compute_pool import ComputePool, plan_services
     from alchemiscale_local.models import Scope
     from alchemiscale_local.secretfiles import write_private_json
 
+    if slurm_array is None and (sbatch_arg or slurm_template):
+        raise fail("--sbatch-arg and --slurm-template go with --slurm-array", EXIT_USAGE)
     ident = read_credentials(credentials, api_url)
     for text in scope or []:
         try:
@@ -289,7 +296,7 @@ def compute(
         except ValueError as exc:
             raise fail(f"--scope {text!r}: {exc}", EXIT_USAGE) from None
     if slurm_array is not None:
-        job = _submit_array(slurm_array, _slurm_argv(ctx.params))
+        job = _submit_array(slurm_array, _slurm_argv(ctx.params), slurm_template, sbatch_arg or [])
         console.print(f"submitted Slurm job array {job} ({slurm_array} tasks)")
         return
 

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         compute = compute.model_copy(update={"max_time": min(compute.max_time or left, left)})
     # The identity is the credentials file's: an ALCHEMISCALE_LOCAL_ID/KEY meant for a user
-    # client must not replace it. The file also carries the TLS pin the client verifies.
+    # client must not replace it. Its "tls" pin (an HTTPS deployment's certificate) applies
+    # to both clients.
     for var in (ENV_ID, ENV_KEY):
         os.environ.pop(var, None)
     client = ComputeClient(args.api_url, credentials_file=args.credentials_file)
