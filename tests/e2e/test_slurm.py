@@ -2,7 +2,8 @@
 
 A deployment with no compute services of its own; every task is run by ``alchemiscale-local
 compute`` pools that Slurm jobs start: ``compute --slurm-array 2`` finishes a toy network (both
-array tasks claim work), ``scancel`` of a running job hands its task back to waiting, the
+array tasks claim work), GPU jobs' pools stay on the (fake) GPU Slurm gave each job, ``scancel``
+of a running job hands its task back to waiting, the
 documented ``examples/slurm/compute.sbatch`` runs as it is (its GPU request overridden: no GPU
 here), and a job sbatch refuses is a clear error. Figures (sbatch -> first claimed task, array
 completion, scancel -> waiting) are printed and written to ``bench/results/slurm_first_claim.json``;
@@ -216,6 +217,40 @@ def test_slurm_array_of_two_finishes_the_network(dep, client, slurm_cluster, env
         f"first claimed task {first_claim - accepted:.2f} s after sbatch ({first_claim - job_start:.2f} s "
         f"after the job started); 6 x 1 s tasks complete {done:.2f} s, both jobs ended {ended:.2f} s"
     )
+
+
+def test_gpu_jobs_pools_stay_inside_slurms_devices(dep, client, slurm_cluster, env, creds, tmp_path):
+    """FAKE GPUs (Slurm's gres/gpu on /dev/null-like device nodes; no GPU exists here): each job
+    of the array gets one, Slurm sets CUDA_VISIBLE_DEVICES, and its pool (``--gpus auto``) runs
+    one service on exactly that device."""
+    if slurm_cluster.gpus < 2:
+        pytest.skip("no fake GPU device nodes here (mknod refused)")
+    net, tasks = submit(client, 2, "slurm-e2e-gpu", duration_s=0.5)
+    job, _ = slurm_array(
+        env, tmp_path, 2, "--credentials", str(creds), "--gpus", "auto", "--per-gpu", "1",
+        "--max-tasks", "1", "--scope", "slurm-e2e-gpu", "--name", "gpu", "--sbatch-arg=--gres=gpu:1",
+    )  # fmt: skip
+    try:
+        client.wait(net, timeout=180, visualize=False)
+        wait_jobs_gone(slurm_cluster, job, 120)
+    except (AssertionError, TimeoutError):
+        print(slurm_cluster.logs(), job_outputs(tmp_path, job))
+        raise
+    devices, services = [], set()
+    for index, text in job_outputs(tmp_path, job).items():
+        # the batch script's first line: its own job id and the device Slurm gave it
+        head = re.search(r"^\S+ job (\d+) \(array .* CUDA_VISIBLE_DEVICES=(\S*)$", text, re.M)
+        assert head and head.group(2).isdigit(), text  # exactly one device
+        jid, device = head.groups()
+        name = f"gpu-j{jid}-a{index}-gpu{device}-0"
+        assert re.search(rf"^services 1: {name} \[CUDA_VISIBLE_DEVICES={device}\]$", text, re.M), text
+        assert "1 completed, 0 failed" in text, text
+        devices.append(device)
+        services.add(name.replace("-", "_"))
+    assert sorted(devices) == ["0", "1"]  # two jobs, two different devices
+    # and each device's service made one of the results
+    creators = [client.get_task_results(t, return_as="refs", visualize=False)[0]["creator"] for t in tasks]
+    assert sorted(c.rsplit("-", 1)[0] for c in creators) == sorted(services), creators
 
 
 def test_scancel_hands_the_task_back(dep, client, slurm_cluster, env, creds, tmp_path, figures):

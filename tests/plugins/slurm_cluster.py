@@ -6,8 +6,9 @@ Fixture:
 
 How it works: a fresh munge key and a ``munged`` with its own socket, key, pid and log paths; a
 ``slurm.conf`` naming this host as controller and as the only node (its CPUs, sockets, cores and
-RealMemory from ``slurmd -C``), one default partition, free ports, no cgroups
-(``proctrack/linuxproc``, ``task/none``: this VM has no usable cgroup hierarchy) and no accounting;
+RealMemory from ``slurmd -C``) and two FAKE GPUs (gres/gpu on /dev/null-like device nodes), one
+default partition, free ports, no accounting, and no cgroups (``proctrack/linuxproc``,
+``task/none``: in this sandboxed VM a job under ``task/cgroup`` could not even open /dev/null);
 ``slurmctld -D`` and ``slurmd -D`` run as children of the test process (``setpriv --pdeathsig``:
 a killed pytest takes them along). ``SLURM_CONF`` is exported while the fixture lives, so
 ``sbatch``/``squeue``/``scancel`` (and any subprocess) talk to this cluster. Teardown cancels
@@ -21,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -37,6 +39,8 @@ START_TIMEOUT_S = 90.0
 KILL_WAIT_S = 30
 #: the partition's default job time limit, minutes
 DEFAULT_TIME_MIN = 10
+#: fake GPUs of the node (gres/gpu on character devices that are /dev/null): no GPU exists here
+FAKE_GPUS = 2
 
 
 def _free_port() -> int:
@@ -56,11 +60,36 @@ def node_definition() -> str:
     return next(ln for ln in out.splitlines() if ln.startswith("NodeName=")).strip()
 
 
-def write_conf(root: Path, node_line: str, munge_socket: Path) -> tuple[Path, str]:
-    """``slurm.conf`` for a one-node cluster on this host; returns (path, node name)."""
+def make_fake_gpus(root: Path, n: int) -> list[Path]:
+    """``n`` FAKE GPUs: character devices with /dev/null's numbers, for Slurm's gres/gpu to hand out.
+
+    Slurm accepts only devices in gres.conf; it allocates them to jobs and sets
+    CUDA_VISIBLE_DEVICES, which is all the tests look at (nothing opens them as GPUs). None where
+    device nodes cannot be made (an unprivileged container).
+    """
+    devdir = root / "dev"
+    devdir.mkdir()
+    try:
+        for i in range(n):
+            os.mknod(devdir / f"nvidia{i}", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except OSError:
+        return []
+    return [devdir / f"nvidia{i}" for i in range(n)]
+
+
+def write_conf(
+    root: Path, node_line: str, munge_socket: Path, gpus: list[Path] | None = None
+) -> tuple[Path, str]:
+    """``slurm.conf`` (and ``gres.conf``) for a one-node cluster on this host: (path, node name)."""
     node = node_line.split()[0].split("=", 1)[1]
+    if gpus:
+        (root / "gres.conf").write_text(
+            "AutoDetect=off\n" + "".join(f"Name=gpu File={dev}\n" for dev in gpus)
+        )
+        node_line += f" Gres=gpu:{len(gpus)}"
     lines = [
         "ClusterName=alstest",
+        *(["GresTypes=gpu"] if gpus else []),
         f"SlurmctldHost={node}(127.0.0.1)",
         "SlurmUser=root",
         "SlurmdUser=root",
@@ -108,6 +137,7 @@ class SlurmCluster:
     conf: Path
     node: str
     partition: str = "debug"
+    gpus: int = 0  # fake ones: see make_fake_gpus
     env: dict[str, str] = field(default_factory=dict)
     _daemons: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -173,9 +203,10 @@ def start_cluster() -> SlurmCluster:
     key.chmod(0o600)
     sock = root / "run" / "munge.socket"
 
-    conf, node = write_conf(root, node_definition(), sock)
+    gpus = make_fake_gpus(root, FAKE_GPUS)
+    conf, node = write_conf(root, node_definition(), sock, gpus)
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    cluster = SlurmCluster(root=root, conf=conf, node=node, env=env)
+    cluster = SlurmCluster(root=root, conf=conf, node=node, env=env, gpus=len(gpus))
     try:
         cluster._daemons["munged"] = _spawn(
             "munged",
