@@ -1,8 +1,11 @@
 """pytest plugin: a real single-node Slurm (munged + slurmctld + slurmd) in a temporary directory.
 
 Fixture:
-    slurm_cluster   session-scoped :class:`SlurmCluster`. Skips (with the reason) when Debian's
-                    ``slurm-wlm`` / ``munge`` binaries are missing; CI installs them (``.ci/run``).
+    slurm_cluster   module-scoped :class:`SlurmCluster` (starts in about 2 s). Skips (with the
+                    reason) when Debian's ``slurm-wlm`` / ``munge`` binaries are missing; CI
+                    installs them (``.ci/run``). Use it from a test module with
+                    ``from tests.plugins.slurm_cluster import slurm_cluster as slurm_cluster``,
+                    or list this module in ``pytest_plugins`` of ``tests/conftest.py``.
 
 How it works: a fresh munge key and a ``munged`` with its own socket, key, pid and log paths; a
 ``slurm.conf`` naming this host as controller and as the only node (its CPUs, sockets, cores and
@@ -277,7 +280,7 @@ def stop_cluster(cluster: SlurmCluster) -> None:
     shutil.rmtree(cluster.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     missing = missing_binaries()
     if missing:
