@@ -150,6 +150,7 @@ def test_pool_completes_network_then_ends_at_max_tasks(dep, client, creds, env, 
     assert re.search(r"happy-cpu-1\s*│\s*-\s*│\s*2\s*│\s*0\s*│\s*0\s*│\s*0", out), out
     assert "4 completed, 0 failed" in out, out
     assert no_pool_services(dep, "happy"), "the services deregistered"
+    print(out)  # what a person sees (with -s)
     print(f"\nFIGURES first claim {first_claim - t0:.1f} s, network complete {complete - t0:.1f} s")
 
 
@@ -198,6 +199,56 @@ def test_sigterm_mid_task_hands_the_task_back(dep, client, creds, env):
     assert "0 completed, 0 failed" in out, out
 
 
+def test_a_stop_reaching_the_protocol_process_first_still_hands_back(dep, client, creds, env):
+    """As Slurm signals every process of a job: the protocol process gets SIGTERM before its service."""
+    net, tasks = submit(client, 1, "remote-order-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "order",
+        "--scope",
+        "remote-order-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    (protocol,) = wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    protocol.send_signal(signal.SIGTERM)
+    psutil.wait_procs([protocol], timeout=60)
+    proc.send_signal(signal.SIGTERM)  # then the command, which stops its service
+    code, out, err = finish(proc, 120)
+    assert code == 0, (out, err)
+    assert statuses(dep, tasks) == ["waiting"], "handed back, not recorded as a failure"
+    assert "0 completed, 0 failed" in out, out
+
+
+def test_pool_killed_hard_its_services_still_hand_back(dep, client, creds, env):
+    """SIGKILL of the command (Slurm's last resort, the OOM killer): no orphan keeps the task."""
+    net, tasks = submit(client, 1, "remote-sigkill-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "kill",
+        "--scope",
+        "remote-sigkill-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    service = psutil.Process(victim["pid"])
+    proc.kill()
+    finish(proc, 30)
+    wait_for(lambda: statuses(dep, tasks) == ["waiting"], 60, "the task handed back")
+    assert no_pool_services(dep, "kill")
+    psutil.wait_procs([service], timeout=60)
+    assert not service.is_running() or service.status() == psutil.STATUS_ZOMBIE
+
+
 def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
     """FAKE devices: CUDA_VISIBLE_DEVICES=5,7 names GPUs that do not exist here; --gpus 0,1 means 5 and 7."""
     env = {**env, "CUDA_VISIBLE_DEVICES": "5,7", "SLURM_JOB_ID": "123", "SLURM_ARRAY_TASK_ID": "4"}
@@ -237,6 +288,34 @@ def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
     assert code == 0, (out, err)
     assert "CUDA_VISIBLE_DEVICES=5" in out and "CUDA_VISIBLE_DEVICES=7" in out, out
     assert no_pool_services(dep, "pin_j123_a4")
+
+
+def test_an_identity_revoked_while_running_ends_the_pool_with_one_message(dep, creds, env, tmp_path):
+    """Restarting cannot help once the API refuses the identity: the pool ends, exit != 0, says why."""
+    key = dep.store.add_identity("revoked-pool", "compute", scopes=["*-*-*"], replace=True)
+    path = write_private_json(
+        tmp_path / "revoked.json",
+        {**json.loads(creds.read_text()), "compute": {"identifier": "revoked-pool", "key": key}},
+    )
+    proc = start(
+        env,
+        "--credentials",
+        str(path),
+        "--cpu-services",
+        "1",
+        "--name",
+        "revoked",
+        "--scope",
+        "remote-none-a",
+    )
+    wait_for(lambda: not no_pool_services(dep, "revoked"), 120, "the service registered")
+    dep.store.remove_identity("revoked-pool")
+    code, out, err = finish(proc, 120)
+    assert code == 1, (out, err)
+    assert "Traceback" not in err, err
+    assert "refused identity revoked-pool while running" in " ".join(err.split()), err
+    log = (tmp_path / "data" / "compute" / "logs" / "compute-revoked-cpu-0.log").read_text()
+    assert "refuses this service's identity" in log, log
 
 
 @pytest.mark.parametrize(
