@@ -32,16 +32,20 @@ PREFIX = "alchemiscale/e2e"
 S3_KEYS = {"key": "lab-access-key", "secret": "lab-secret-key", "client_kwargs": {"region_name": "us-east-1"}}
 N_TASKS = 4
 SCOPE = "lab-external-backends"
+BOLT_DEFAULT_PORT = 7687
 
 
 # -- the lab's servers ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lab_neo4j(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A Neo4j that is not the deployment's: its own JVM, port and password (the jar launcher)."""
+    from alchemiscale_local.launchers.neo4j.base import port_in_use
     from alchemiscale_local.launchers.neo4j.fetch import fetch_jars
     from alchemiscale_local.launchers.neo4j.jar import JarLauncher
 
-    settings = make_isolated_settings(tmp_path_factory.mktemp("lab-neo4j"), name="lab")
+    # Bolt's default port when free, as a lab's server has it: its URI then names no port (as Aura's)
+    port = 0 if port_in_use("127.0.0.1", BOLT_DEFAULT_PORT) else BOLT_DEFAULT_PORT
+    settings = make_isolated_settings(tmp_path_factory.mktemp("lab-neo4j"), name="lab", neo4j={"port": port})
     fetch_jars(settings)  # no-op when cached
     launcher = JarLauncher(settings, watch_parent=True)  # the JVM ends with this process
     try:
@@ -81,6 +85,12 @@ def bucket_keys(endpoint: str) -> set[str]:
 
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True, **S3_KEYS)
     return set(fs.find(f"{BUCKET}/{PREFIX}"))
+
+
+def lab_uri(lab: Any) -> str:
+    """How the lab tells its users to reach its Neo4j: the routing scheme, no port if the default."""
+    port = int(lab.connection().uri.rsplit(":", 1)[1])
+    return "neo4j://localhost" if port == BOLT_DEFAULT_PORT else f"neo4j://127.0.0.1:{port}"
 
 
 # -- the deployment's side: a config file, an environment, the CLI ----------------------
@@ -183,8 +193,8 @@ def lab_counts(lab: Any) -> dict[str, int]:
 # -- tests ------------------------------------------------------------------------------
 def test_up_status_run_down_up_on_external_neo4j_and_s3(lab_neo4j: Any, moto_s3: str, tmp_path: Path) -> None:
     """The whole CLI life cycle on the lab's servers; `down` leaves the lab's Neo4j and its data."""
-    conn = lab_neo4j.connection()
-    config = write_config(tmp_path / "config.toml", conn.uri, moto_s3)
+    conn, uri = lab_neo4j.connection(), lab_uri(lab_neo4j)
+    config = write_config(tmp_path / "config.toml", uri, moto_s3)
     # the password only through the environment, as a lab's secret would be passed
     env = make_env(tmp_path, config, ALCHEMISCALE_LOCAL_NEO4J__PASSWORD=conn.password)
     data_dir = Path(env["ALCHEMISCALE_LOCAL_DATA_DIR"])
@@ -192,11 +202,11 @@ def test_up_status_run_down_up_on_external_neo4j_and_s3(lab_neo4j: Any, moto_s3:
         out = cli(env, "up", "--detach").stdout
         assert "is up" in out, out
         state = state_of(env)
-        assert state and state["neo4j"]["launcher"] == "external" and state["neo4j"]["uri"] == conn.uri
+        assert state and state["neo4j"]["launcher"] == "external" and state["neo4j"]["uri"] == uri
         assert lab_neo4j.pid not in {p.pid for p in deployment_processes(env)}  # not the deployment's
 
         status = cli(env, "status").stdout
-        assert f"Neo4j {conn.uri}" in status and "up" in status, status
+        assert f"Neo4j {uri}" in status and "up" in status, status
         wait_for(lambda: "compute-cpu-1" in cli(env, "logs").stdout, 120, "both compute services logging")
 
         client = user_client(env)
