@@ -40,6 +40,7 @@ from alchemiscale_local.launchers.ownership import (
     running_message,
 )
 from alchemiscale_local.launchers.processes import ProcessRecord, find, stop, terminate
+from alchemiscale_local.launchers.tls import TLSMaterial, apply_tls
 from alchemiscale_local.secretfiles import private_dir, write_private_json
 from alchemiscale_local.settings import Settings, load_settings, masked_dump
 
@@ -60,8 +61,13 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
-def ensure_identities(store: Neo4jStore, settings: Settings, api_url: str) -> dict[str, Any]:
-    """The default user and compute identities, reused when the credentials file still works."""
+def ensure_identities(
+    store: Neo4jStore, settings: Settings, api_url: str, tls: TLSMaterial | None = None
+) -> dict[str, Any]:
+    """The default user and compute identities, reused when the credentials file still works.
+
+    Over HTTPS the file pins the API's certificate (``tls``), which the compute services use.
+    """
     creds: dict[str, Any] = {}
     try:
         creds = json.loads(settings.credentials_file.read_text())
@@ -75,6 +81,8 @@ def ensure_identities(store: Neo4jStore, settings: Settings, api_url: str) -> di
             ident = f"{settings.name}-{kind}"
             key = store.add_identity(ident, kind, scopes=["*-*-*"], replace=True)
         out[kind] = {"identifier": ident, "key": key}
+    if tls is not None:
+        out["tls"] = tls.pin()
     write_private_json(settings.credentials_file, out)
     return out
 
@@ -99,6 +107,8 @@ class LocalDeployment:
         self.api: ProcessRecord | None = None
         self.api_url: str | None = None
         self.credentials: dict[str, Any] | None = None
+        #: the certificate the API serves (None: plain HTTP)
+        self.tls: TLSMaterial | None = None
         self.started_at: float | None = None
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -143,6 +153,8 @@ class LocalDeployment:
         private_dir(self.settings.data_dir)
         private_dir(self.settings.deployment_dir)
         try:
+            # Before anything starts: a bad certificate fails here, in a second.
+            self.tls = apply_tls(self.settings)  # the API process and its callers see the files
             say("starting Neo4j")
             conn = self.neo4j.start()
             # Pin the port: a restarted Neo4j must come back where the API's driver looks.
@@ -162,7 +174,7 @@ class LocalDeployment:
             if not self.ephemeral:
                 # The next `up` comes back on this port: clients made before a restart keep working.
                 write_private_json(port_file(self.settings), {"api_port": _port_of(self.api_url)})
-            self.credentials = ensure_identities(self.store, self.settings, self.api_url)
+            self.credentials = ensure_identities(self.store, self.settings, self.api_url, self.tls)
             specs = plan_from_settings(self.settings.compute)
             say(f"starting {len(specs)} compute service(s)")
             self.pool = ComputePool(
@@ -194,6 +206,7 @@ class LocalDeployment:
             "started_at": self.started_at,
             "api_url": self.api_url,
             "api": self.api.to_dict() if self.api else None,
+            "tls": {**self.tls.pin(), "cert_file": str(self.tls.cert_path)} if self.tls else None,
             "neo4j": self.neo4j.describe(),
             "compute": [
                 {**r.to_dict(), "gpu": spec.gpu}
@@ -276,6 +289,8 @@ class LocalDeployment:
         if not self.credentials:
             raise DeploymentError("the deployment is not started")
         user = self.credentials["user"]
+        if self.tls is not None and "tls_fingerprint" not in kwargs and "ca_cert" not in kwargs:
+            kwargs.update(tls_fingerprint=self.tls.sha256, ca_cert=self.tls.cert_pem)
         return AlchemiscaleLocalClient(self.api_url, user["identifier"], user["key"], **kwargs)
 
     def compute_services(self) -> list[dict[str, Any]]:

@@ -81,8 +81,22 @@ class ObjectStoreSettings(BaseModel):
 class APISettings(BaseModel):
     """The combined user + compute API process."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="bind address (`up --bind`); off loopback: HTTPS only")
     port: int = Field(0, ge=0, le=65535, description="0 picks a free one")
+    # -- network exposure (launchers/tls.py) --
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS with")
+    tls_key: Path | None = Field(None, description="the certificate's PEM private key")
+    insecure_http: bool = Field(False, description="allow plain HTTP on a non-loopback address (unsafe)")
+    public_host: str | None = Field(
+        None, description="host clients elsewhere use; default the bind address (0.0.0.0: primary address)"
+    )
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _absolute_tls(cls, value: Path | None) -> Path | None:
+        # the API process may run elsewhere than the `up` that named the files
+        return value.expanduser().absolute() if value is not None else None
+
     jwt_secret: SecretStr | None = Field(None, description="generated and kept in a 0600 file if unset")
     token_ttl_s: int = Field(900, ge=10)
     max_body_bytes: int = Field(512 * 1024 * 1024, ge=1024)

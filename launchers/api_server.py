@@ -17,14 +17,15 @@ from alchemiscale_local.settings import Settings, settings_from_file
 
 from .ownership import MARKER_ENV, marker
 from .processes import ProcessRecord, find, free_port, python_env, python_module, spawn
+from .tls import api_url_for, client_verify, server_options
 
 
 class APIStartError(RuntimeError):
     pass
 
 
-def api_url(host: str, port: int) -> str:
-    return f"http://{host}:{port}"
+def api_url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://{host}:{port}"
 
 
 def start_api(
@@ -40,7 +41,8 @@ def start_api(
         "alchemiscale_local.launchers.api_server", "--settings-file", str(settings_file), "--port", str(port)
     )
     proc, record = spawn("api", argv, log_path, env=python_env({MARKER_ENV: marker(settings)}))
-    url = api_url(settings.api.host, port)
+    url = api_url_for(settings.api, port)  # https when settings.api.tls_cert is set
+    verify = client_verify(settings.api)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -48,7 +50,7 @@ def start_api(
                 f"the API process exited with status {proc.returncode}; see {log_path}:\n{_tail(log_path)}"
             )
         try:
-            if httpx.get(f"{url}/ping", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}/ping", timeout=1.0, verify=verify).status_code == 200:
                 return record, url
         except httpx.HTTPError:
             pass
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        **server_options(settings),  # ssl_certfile/ssl_keyfile off loopback (launchers/tls.py)
     )
 
 

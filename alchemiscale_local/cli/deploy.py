@@ -17,12 +17,16 @@ from rich.table import Table
 
 from alchemiscale_local.settings import Settings
 
-from ._common import console, fail, handle_errors, settings_from
+from ._common import console, err_console, fail, handle_errors, settings_from
 from .task_log import show_task_log
 
 
 def _compute_overrides(
-    gpus: str | None, per_gpu: int | None, cpu_services: int | None, api_port: int | None
+    gpus: str | None,
+    per_gpu: int | None,
+    cpu_services: int | None,
+    api_port: int | None,
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     compute = {
@@ -32,15 +36,52 @@ def _compute_overrides(
     }
     if compute:
         out["compute"] = compute
-    if api_port is not None:
-        out["api"] = {"port": api_port}
+    api = {"port": api_port, **(network or {})}
+    api = {k: v for k, v in api.items() if v is not None}
+    if api:
+        out["api"] = api
     return out
+
+
+def _network_overrides(
+    bind: str | None, insecure_http: bool, tls_cert: Path | None, tls_key: Path | None
+) -> dict[str, Any]:
+    """``up``'s --bind/--insecure-http/--tls-cert/--tls-key as api settings (unset ones left out)."""
+    return {
+        "host": bind,
+        "insecure_http": True if insecure_http else None,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+    }
+
+
+def _insecure_warning(settings: Settings) -> str | None:
+    """The red warning for plain HTTP off loopback, or None."""
+    from alchemiscale_local.launchers.tls import is_loopback
+
+    api = settings.api
+    if api.tls_cert or is_loopback(api.host):
+        return None
+    return (
+        f"[bold red]WARNING: plain HTTP on {api.host} (--insecure-http).[/] Identity keys, tokens and "
+        "results cross the network unencrypted; anyone on the path can read and reuse them. "
+        "Drop --insecure-http to serve HTTPS."
+    )
 
 
 def _summary(settings: Settings, dep: Any) -> Panel:
     lines = [
         f"[bold]Neo4j[/]      {dep.neo4j.connection().uri} ({dep.neo4j.kind})",
-        f"[bold]API[/]        {dep.api_url}",
+        f"[bold]API[/]        {dep.api_url}"
+        + (f"  (bound to {settings.api.host})" if settings.api.host not in dep.api_url else ""),
+        *(
+            [
+                f"[bold]TLS[/]        SHA-256 {dep.tls.fingerprint}"
+                + (" (self-signed)" if dep.tls.generated else f" ({dep.tls.cert_path})")
+            ]
+            if dep.tls
+            else []
+        ),
         f"[bold]Services[/]   {len(dep.pool.specs) if dep.pool else 0}: "
         + ", ".join(
             f"{s.name}" + (f" (GPU {s.gpu})" if s.gpu else "") for s in (dep.pool.specs if dep.pool else [])
@@ -83,13 +124,24 @@ def register(app: typer.Typer) -> None:
         per_gpu: int | None = typer.Option(None, "--per-gpu", min=1, help="services per GPU"),
         cpu_services: int | None = typer.Option(None, "--cpu-services", min=0, help="CPU-only services"),
         api_port: int | None = typer.Option(None, "--api-port", min=0, max=65535),
+        bind: str | None = typer.Option(
+            None, "--bind", help="API bind address (default 127.0.0.1); off loopback it serves HTTPS only"
+        ),
+        insecure_http: bool = typer.Option(
+            False, "--insecure-http", help="serve plain HTTP off loopback (unsafe: keys cross in clear)"
+        ),
+        tls_cert: Path | None = typer.Option(
+            None, "--tls-cert", help="PEM certificate to serve (default off loopback: a self-signed one)"
+        ),
+        tls_key: Path | None = typer.Option(None, "--tls-key", help="the certificate's PEM private key"),
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
         from alchemiscale_local.api.ui import dashboard_login_url
         from alchemiscale_local.launchers.ownership import ensure_not_running
 
-        settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port))
+        network = _network_overrides(bind, insecure_http, tls_cert, tls_key)
+        settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port, network))
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment
@@ -99,6 +151,9 @@ def register(app: typer.Typer) -> None:
         # runtime dir (lock, state file) was deleted under it.
         os.environ[MARKER_ENV] = marker(settings)
 
+        warning = _insecure_warning(settings)
+        if warning:
+            err_console.print(warning, soft_wrap=True)
         if detach:
             _detach(settings)
             return
@@ -161,7 +216,10 @@ def register(app: typer.Typer) -> None:
         if state is None:
             raise fail(f"deployment {settings.name!r} is not running (no state file {settings.state_file}).")
         try:
-            ok = httpx.get(f"{state['api_url']}/ping", timeout=2).status_code == 200
+            ok = (
+                httpx.get(f"{state['api_url']}/ping", timeout=2, verify=_state_verify(state)).status_code
+                == 200
+            )
         except httpx.HTTPError:
             ok = False
         console.print(
@@ -208,6 +266,14 @@ def register(app: typer.Typer) -> None:
             console.rule(f"{name}  ({path})")
             text = path.read_text(errors="replace").splitlines()[-lines:]
             console.print("\n".join(text), markup=False, highlight=False)
+
+
+def _state_verify(state: dict[str, Any]) -> Any:
+    """How `status` checks an HTTPS API: against the certificate the deployment recorded."""
+    from alchemiscale_local.client.pinning import TLSPin
+
+    pin = TLSPin.from_dict(state.get("tls"))
+    return pin.ssl_context() if pin else True
 
 
 def _log_files(settings: Settings) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""``alchemiscale-local identity add|list|remove|add-scope|list-scope|remove-scope``: identities."""
+"""``alchemiscale-local identity add|list|remove|add-scope|list-scope|remove-scope|export-cert``."""
 
 from __future__ import annotations
 
@@ -61,16 +61,88 @@ def add(
     kind: str = typer.Option("user", "--kind", help="user or compute"),
     scope: list[str] = typer.Option(["*-*-*"], "--scope", help="scope it may access (repeatable)"),
     key: str | None = typer.Option(None, "--key", help="its key (default: generated and printed once)"),
+    export: Path | None = typer.Option(
+        None,
+        "--export",
+        help="write a 0600 credentials file (API URL, this identity, the certificate pin) for another "
+        "host: `alchemiscale-local compute --credentials FILE` or a client's credentials_file",
+    ),
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="with --export: the URL other hosts use (default: the deployment's)"
+    ),
+    force: bool = typer.Option(False, "--force", help="with --export: replace an existing file"),
 ) -> None:
-    """Create an identity and print its key (shown only now)."""
+    """Create an identity and print its key (shown only now), or write it to --export FILE."""
+    from .endpoint import check_target, deployment_endpoint, write_export
+
     settings = settings_from(ctx)
+    if api_url is not None and export is None:
+        raise fail("--api-url only goes with --export", 2)
+    target = None
+    if export is not None:  # everything checked before the identity exists
+        check_target(export, force)
+        target = deployment_endpoint(settings, api_url)
     with open_store(settings) as store:
         try:
             secret = store.add_identity(identifier, kind, key=key, scopes=scope)
         except StateStoreError as exc:
             raise fail(str(exc)) from None
+        if export is not None and target is not None:
+            try:
+                write_export(export, target[0], kind, identifier, secret, target[1])
+            except OSError as exc:
+                store.remove_identity(identifier)  # no identity whose key nobody has
+                raise fail(f"cannot write {export}: {exc}; identity {identifier} not created") from None
     console.print(f"identity [bold]{identifier}[/] ({kind}) scopes {', '.join(scope)}")
-    console.print(f"key: {secret}", highlight=False)
+    if export is None:
+        console.print(f"key: {secret}", highlight=False)
+        return
+    assert target is not None
+    pin = target[1]
+    console.print(f"credentials for {target[0]} written to {export} (0600)", highlight=False)
+    if pin is not None and pin.sha256:
+        from alchemiscale_local.client.pinning import colon_fingerprint
+
+        console.print(f"pins the API certificate SHA-256 {colon_fingerprint(pin.sha256)}", highlight=False)
+
+
+@app.command("export-cert")
+@handle_errors
+def export_cert(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="PEM file to write"),
+    bundle: bool = typer.Option(
+        False,
+        "--bundle",
+        help="append the usual public CAs (certifi), for SSL_CERT_FILE / REQUESTS_CA_BUNDLE",
+    ),
+    force: bool = typer.Option(False, "--force", help="replace an existing file"),
+) -> None:
+    """Write the API's certificate (PEM) for clients that verify the usual way (alchemiscale's).
+
+    Then e.g. ``REQUESTS_CA_BUNDLE=FILE SSL_CERT_FILE=FILE python script.py`` (requests and httpx
+    read these), with the URL's host one the certificate names. Without --bundle the file trusts
+    this deployment only, so other HTTPS sites fail in that process.
+    """
+    from alchemiscale_local.client.pinning import colon_fingerprint, pem_fingerprint
+
+    from .endpoint import certificate_pem, check_target, write_0600
+
+    settings = settings_from(ctx)
+    pem = certificate_pem(settings)
+    if pem is None:
+        raise fail(
+            f"deployment {settings.name!r} has no certificate: it serves HTTPS once started with "
+            "`up --bind ADDRESS` (or --tls-cert)"
+        )
+    check_target(path, force)
+    text = pem if pem.endswith("\n") else pem + "\n"
+    if bundle:
+        import certifi
+
+        text += Path(certifi.where()).read_text()
+    write_0600(path, text, 0o644)  # a certificate is public
+    console.print(f"wrote {path}: SHA-256 {colon_fingerprint(pem_fingerprint(pem))}", highlight=False)
 
 
 @app.command("list")

@@ -18,6 +18,7 @@ from .errors import (
     ServerUnavailable,
     ValidationError,
 )
+from .pinning import CertificateMismatchError
 from .user import AlchemiscaleLocalClient
 
 AlchemiscaleClient = AlchemiscaleLocalClient  # alchemiscale's name, for scripts written for it
@@ -26,6 +27,7 @@ __all__ = [
     "AlchemiscaleClient",
     "AlchemiscaleLocalClient",
     "AuthError",
+    "CertificateMismatchError",
     "ClientError",
     "CorruptResult",
     "ComputeClient",

@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +28,7 @@ from alchemiscale_local.models import Scope, ScopedKey
 
 from .credentials import Credentials, resolve_credentials
 from .errors import AuthError, ClientError, ServerUnavailable, error_for_status
+from .pinning import CertificateMismatchError, TLSPin, find_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,12 @@ class BaseClient:
         max_retries: retries after the first attempt on connection errors and 502/503/504.
         retry_base_seconds, retry_max_seconds: backoff ``base * 2**n`` with jitter, capped.
         compress_threshold: JSON request bodies larger than this many bytes are gzipped.
-        verify: TLS verification (for deployments behind a TLS proxy).
+        verify: TLS verification as httpx takes it (True: system CAs; a CA bundle path; an
+            SSLContext); for deployments behind a TLS proxy. Ignored when a pin applies.
+        tls_fingerprint: SHA-256 of the server's certificate (hex, colons allowed); any other
+            certificate is refused with "certificate fingerprint mismatch".
+        ca_cert: the server's certificate (PEM text or file) to trust instead of the system CAs.
+            Without either, the ``tls`` pin of the credentials file is used when it has one.
         transport: an httpx transport (tests).
     """
 
@@ -91,7 +98,9 @@ class BaseClient:
         retry_base_seconds: float = 0.5,
         retry_max_seconds: float = 30.0,
         compress_threshold: int = 4096,
-        verify: bool = True,
+        verify: bool | str | ssl.SSLContext = True,
+        tls_fingerprint: str | None = None,
+        ca_cert: str | Path | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if max_retries < 0:
@@ -107,6 +116,12 @@ class BaseClient:
         self.compress_threshold = compress_threshold
         self._token: str | None = None
         self._token_lock = threading.Lock()
+        explicit_pin = tls_fingerprint is not None or ca_cert is not None
+        self.tls_pin: TLSPin | None = (
+            TLSPin.build(tls_fingerprint, ca_cert) if explicit_pin else self.credentials.tls
+        )
+        if self.tls_pin is not None and self.api_url.startswith("https://"):
+            verify = self.tls_pin.ssl_context()
         self._http = httpx.Client(
             base_url=self.api_url,
             timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=timeout),
@@ -197,6 +212,9 @@ class BaseClient:
             try:
                 resp = self._http.request(method, path, params=clean_params, content=body, headers=hdrs)
             except httpx.TransportError as exc:
+                mismatch = find_mismatch(exc)
+                if mismatch is not None:  # never retried: the server will not become the pinned one
+                    raise CertificateMismatchError(None, str(mismatch), method=method, url=path) from exc
                 unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 if not unsent and not idempotent:
                     raise ServerUnavailable(

@@ -5,6 +5,10 @@ Per value, first found wins: an explicit argument, then the environment
 user client, alchemiscale's own (``ALCHEMISCALE_URL``, ``ALCHEMISCALE_ID``, ``ALCHEMISCALE_KEY``), then the
 credentials file a deployment writes (``load_settings().credentials_file``, a 0600 JSON file
 ``{api_url, user: {identifier, key}, compute: {identifier, key}}``).
+
+A file may also pin the server's certificate: ``"tls": {"sha256": "<hex>", "cert_pem": "..."}``
+(written for HTTPS deployments). The pin is taken from a credentials file given explicitly, or
+from the default one when the URL in use is the one that file names.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuthError
+from .pinning import TLSPin
 
 ENV_URL = "ALCHEMISCALE_LOCAL_URL"
 ENV_ID = "ALCHEMISCALE_LOCAL_ID"
@@ -33,6 +38,8 @@ class Credentials:
     identifier: str
     key: str = field(repr=False)
     sources: dict[str, str] = field(default_factory=dict)
+    #: the certificate pin of the credentials file, when it has one for this URL
+    tls: TLSPin | None = None
 
 
 def default_credentials_file() -> Path | None:
@@ -56,7 +63,16 @@ def _read_file(path: Path, section: str) -> dict[str, Any]:
         raise AuthError(None, f"credentials file {path} is not a JSON object")
     found = data.get(section)
     ident: dict[str, Any] = found if isinstance(found, dict) else {}
-    return {"api_url": data.get("api_url"), "identifier": ident.get("identifier"), "key": ident.get("key")}
+    try:
+        tls = TLSPin.from_dict(data.get("tls"))
+    except (OSError, ValueError) as exc:
+        raise AuthError(None, f"credentials file {path}: bad 'tls' section: {exc}") from None
+    return {
+        "api_url": data.get("api_url"),
+        "identifier": ident.get("identifier"),
+        "key": ident.get("key"),
+        "tls": tls,
+    }
 
 
 def resolve_credentials(
@@ -87,8 +103,16 @@ def resolve_credentials(
             )
     path = Path(credentials_file) if credentials_file is not None else default_credentials_file()
     from_file: dict[str, Any] = {}
-    if any(explicit[n] is None and not env[n] for n in explicit) and path is not None:
+    needed = any(explicit[n] is None and not env[n] for n in explicit)
+    # An https URL may need the file's pin even when the URL and the identity come from elsewhere.
+    url = explicit["api_url"] or env["api_url"] or ""
+    if path is not None and (needed or credentials_file is not None):
         from_file = _read_file(path, section)
+    elif path is not None and url.startswith("https://"):
+        try:  # only the pin is looked for: a broken default file must not stop explicit credentials
+            from_file = _read_file(path, section)
+        except AuthError:
+            from_file = {}
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
     for name in explicit:
@@ -108,4 +132,10 @@ def resolve_credentials(
             f"(`alchemiscale-local up`) that writes the credentials file "
             f"{path if path is not None else '(settings could not be loaded)'} (section {section!r})",
         )
-    return Credentials(values["api_url"].rstrip("/"), values["identifier"], values["key"], sources)
+    resolved_url = values["api_url"].rstrip("/")
+    tls = from_file.get("tls")
+    if tls is not None and credentials_file is None:
+        # The default file's pin belongs to the URL it names, not to any server the caller picked.
+        if str(from_file.get("api_url") or "").rstrip("/") != resolved_url:
+            tls = None
+    return Credentials(resolved_url, values["identifier"], values["key"], sources, tls)

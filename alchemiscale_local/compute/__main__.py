@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_file(Path(args.settings_file)) if args.settings_file else load_settings()
     _logging(args.log_file, settings.compute.loglevel)
     creds = json.loads(Path(args.credentials_file).read_text())["compute"]
-    client = ComputeClient(args.api_url, creds["identifier"], creds["key"])
-    beat = ComputeClient(args.api_url, creds["identifier"], creds["key"])
+    # credentials_file: its "tls" pin (an HTTPS deployment's certificate) applies to both clients
+    pinned = {"credentials_file": args.credentials_file}
+    client = ComputeClient(args.api_url, creds["identifier"], creds["key"], **pinned)
+    beat = ComputeClient(args.api_url, creds["identifier"], creds["key"], **pinned)
     service = ComputeService(
         client, settings.compute, settings.deployment_dir / "compute", name=args.name, heartbeat_client=beat
     )
