@@ -27,20 +27,33 @@ CLI = [PY, "-m", "alchemiscale_local.cli"]
 N_TASKS = 4
 SCOPE = "lab-twohosts-e2e"
 
+# What a user runs on the box: the client made from nothing but the exported credentials file.
 USER_SCRIPT = """
 import json, sys
 from alchemiscale_local.client import AlchemiscaleLocalClient
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 
-creds, n = json.load(open(sys.argv[1])), int(sys.argv[2])
-client = AlchemiscaleLocalClient(creds["api_url"], creds["user"]["identifier"], creds["user"]["key"])
-network = build_toy_network(n, name="two hosts", settings={"duration_s": 0.05})
+client = AlchemiscaleLocalClient(credentials_file=sys.argv[1])
+network = build_toy_network(int(sys.argv[2]), name="two hosts", settings={"duration_s": 0.05})
 net = client.create_network(network, sys.argv[3], visualize=False)
 tfs = client.get_network_transformations(net)
 client.action_tasks(client.create_transformations_tasks(tfs), net)
 counts = client.wait(net, timeout=300, visualize=False)
 refs = [r for tf in tfs for r in client.get_transformation_results(tf, return_as="refs")]
-print(json.dumps({"network": str(net), "counts": counts, "results": len(refs)}))
+print(json.dumps({"api_url": client.api_url, "counts": counts, "results": len(refs)}))
+"""
+
+# The same user with a credentials file whose pin is another server's certificate.
+REFUSED_SCRIPT = """
+import sys
+from alchemiscale_local.client import AlchemiscaleLocalClient
+from alchemiscale_local.client.pinning import CertificateMismatchError
+
+try:
+    AlchemiscaleLocalClient(credentials_file=sys.argv[1]).query_networks()
+except CertificateMismatchError as exc:
+    print("REFUSED", exc)
+    sys.exit(3)
 """
 
 
@@ -63,6 +76,7 @@ def host_env(base: Path, **extra: str) -> dict[str, str]:
     for d in ("DATA", "CONFIG", "LOG", "RUNTIME"):
         env[f"ALCHEMISCALE_LOCAL_{d}_DIR"] = str(base / d.lower())
     env["ALCHEMISCALE_LOCAL_CONFIG_FILE"] = str(base / "absent.toml")
+    env["COLUMNS"] = "250"  # rich: no wrapped lines
     return {**env, **extra}
 
 
@@ -88,46 +102,87 @@ def reachable(host: netns.Host, address: str, port: int) -> bool:
     return host.run([PY, "-c", code, address, str(port)], timeout=30).returncode == 0
 
 
-def test_compute_and_user_on_another_host_complete_a_network(
+def export(lab: netns.Host, env: dict[str, str], name: str, kind: str, path: Path) -> dict[str, Any]:
+    """`identity add NAME --kind KIND --export PATH` on the lab: the file another host gets."""
+    out = lab_cli(lab, env, "identity", "add", name, "--kind", kind, "--export", str(path)).stdout
+    assert f"written to {path}" in out, out
+    assert path.stat().st_mode & 0o777 == 0o600
+    return json.loads(path.read_text())
+
+
+def with_foreign_pin(path: Path, target: Path, address: str) -> Path:
+    """A copy of a credentials file pinning another server's certificate (same address, new key)."""
+    from alchemiscale_local.launchers.tls import ensure_self_signed
+
+    from alchemiscale_local.settings import APISettings
+
+    other = ensure_self_signed(target.parent / "other-server", APISettings(host=address))
+    data = json.loads(path.read_text())
+    assert data["tls"]["sha256"] != other.sha256
+    target.write_text(json.dumps({**data, "tls": other.pin()}))
+    target.chmod(0o600)
+    return target
+
+
+def start_compute(box: netns.Host, creds: Path, env: dict[str, str], log: Path) -> Any:
+    """The box's compute service, from the exported credentials file only."""
+    api_url = json.loads(creds.read_text())["api_url"]
+    return box.popen(
+        [PY, "-m", "alchemiscale_local.compute", "--api-url", api_url]
+        + ["--credentials-file", str(creds), "--log-file", str(log)],
+        env=env,
+    )
+
+
+def test_compute_and_user_on_another_host_complete_a_network_over_pinned_https(
     hosts: tuple[netns.Host, netns.Host], tmp_path: Path
 ) -> None:
     lab, box = hosts
-    lab_env = host_env(
-        tmp_path / "lab",
-        ALCHEMISCALE_LOCAL_API__HOST=lab.address,
-        ALCHEMISCALE_LOCAL_COMPUTE__HEARTBEAT_INTERVAL_S="0.5",
-    )
+    lab_env = host_env(tmp_path / "lab", ALCHEMISCALE_LOCAL_COMPUTE__HEARTBEAT_INTERVAL_S="0.5")
     box_env = host_env(tmp_path / "box", ALCHEMISCALE_LOCAL_COMPUTE__MAX_TASKS=str(N_TASKS))
+    handover = tmp_path / "handover"  # what the lab hands to the box (scp, a USB stick)
+    handover.mkdir(mode=0o700)
     compute = None
     try:
-        out = lab_cli(lab, lab_env, "up", "--detach", "--gpus", "none", "--cpu-services", "0").stdout
-        assert "is up" in out, out
+        out = lab_cli(
+            lab, lab_env, "up", "--detach", "--bind", lab.address, "--gpus", "none", "--cpu-services", "0"
+        )
+        assert "is up" in out.stdout, out.stdout
         state = state_of(lab_env)
-        assert state and state["api_url"].startswith(f"http://{lab.address}:")
+        assert state and state["api_url"].startswith(f"https://{lab.address}:"), state
         neo4j_port = int(state["neo4j"]["uri"].rsplit(":", 1)[1])
         assert state["neo4j"]["uri"].startswith("bolt://127.0.0.1:")
         # the lab's Neo4j answers on the lab's loopback only: the box cannot reach it
         assert reachable(lab, "127.0.0.1", neo4j_port)
         assert not reachable(box, lab.address, neo4j_port)
 
-        creds = json.loads((tmp_path / "lab" / "config" / "default" / "credentials.json").read_text())
-        box_creds = tmp_path / "box-credentials.json"
-        box_creds.write_text(json.dumps(creds))  # what the lab would hand over (scp)
-        compute = box.popen(
-            [PY, "-m", "alchemiscale_local.compute", "--api-url", creds["api_url"]]
-            + ["--credentials-file", str(box_creds), "--log-file", str(tmp_path / "box" / "compute.log")],
-            env=box_env,
-        )
+        compute_creds = handover / "box-compute.json"
+        user_creds = handover / "box-user.json"
+        exported = export(lab, lab_env, "box-compute", "compute", compute_creds)
+        assert exported["api_url"] == state["api_url"] and exported["tls"]["sha256"]
+        export(lab, lab_env, "box-user", "user", user_creds)
+
+        compute = start_compute(box, compute_creds, box_env, tmp_path / "box" / "compute.log")
         script = tmp_path / "submit.py"
         script.write_text(USER_SCRIPT)
-        user = box.run([PY, str(script), str(box_creds), str(N_TASKS), SCOPE], env=box_env, timeout=400)
+        user = box.run([PY, str(script), str(user_creds), str(N_TASKS), SCOPE], env=box_env, timeout=400)
         assert user.returncode == 0, (user.stdout, user.stderr)
         report = json.loads(user.stdout.strip().splitlines()[-1])
+        assert report["api_url"] == state["api_url"]
         assert report["counts"] == {"complete": N_TASKS} and report["results"] == N_TASKS
         # the box's service did the work (the lab has none) and stops by itself after N tasks
         assert compute.wait(timeout=120) == 0
         log = (tmp_path / "box" / "compute.log").read_text()
         assert f"stopped: {N_TASKS} completed, 0 failed" in log, log
+
+        # A credentials file pinning another certificate is refused before anything is sent.
+        foreign = with_foreign_pin(user_creds, handover / "foreign-user.json", lab.address)
+        refused_script = tmp_path / "refused.py"
+        refused_script.write_text(REFUSED_SCRIPT)
+        refused = box.run([PY, str(refused_script), str(foreign)], env=box_env, timeout=120)
+        assert refused.returncode == 3, (refused.stdout, refused.stderr)
+        assert "certificate fingerprint mismatch" in refused.stdout, refused.stdout
+        assert "Traceback" not in refused.stdout + refused.stderr
 
         lab_cli(lab, lab_env, "down")
         wait_for(lambda: not lab.pids(), 60, "no process left in the lab's namespace")
