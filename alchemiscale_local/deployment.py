@@ -177,7 +177,7 @@ class LocalDeployment:
             self.credentials = ensure_identities(self.store, self.settings, self.api_url, self.tls)
             specs = plan_from_settings(self.settings.compute)
             say(f"starting {len(specs)} compute service(s)")
-            self.pool = ComputePool(
+            self.pool = ComputePool.for_deployment(
                 specs,
                 self.settings,
                 self.settings_file,

@@ -17,6 +17,7 @@ import typer
 
 from alchemiscale_local import __version__
 
+from . import compute as _compute
 from . import config as _config
 from . import database as _database
 from . import deploy as _deploy
@@ -78,6 +79,7 @@ def root(
 
 
 _deploy.register(app)  # up, down, status, logs at the top level
+_compute.register(app)  # compute: services for a deployment elsewhere
 for _name, _sub in SUB_APPS:
     app.add_typer(_sub, name=_name)
 
