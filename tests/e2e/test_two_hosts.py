@@ -1,15 +1,19 @@
 """Two hosts, for real: the deployment in one network namespace, compute and the user in another.
 
-Host "lab" (namespace a) runs ``alchemiscale-local up`` with no compute services of its own; its
-Neo4j stays on the lab's loopback. Host "gpu box" (namespace b) reaches the lab only through the
-veth link: it runs the compute service and a user script that submits a toy network and waits
-for it. Nothing but the API crosses the link.
+Host "lab" (namespace a) runs ``alchemiscale-local up --bind <its address>`` (HTTPS, a self-signed
+certificate) with no compute services of its own; its Neo4j stays on the lab's loopback. It
+exports a compute and a user credentials file (``identity add --export``), which pin the
+certificate. Host "box" (namespace b) reaches the lab only through the veth link: it runs
+``alchemiscale-local compute`` and a user script that submits a toy network and waits for it.
+Nothing but the API crosses the link; files pinning another certificate are refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,14 +128,9 @@ def with_foreign_pin(path: Path, target: Path, address: str) -> Path:
     return target
 
 
-def start_compute(box: netns.Host, creds: Path, env: dict[str, str], log: Path) -> Any:
-    """The box's compute service, from the exported credentials file only."""
-    api_url = json.loads(creds.read_text())["api_url"]
-    return box.popen(
-        [PY, "-m", "alchemiscale_local.compute", "--api-url", api_url]
-        + ["--credentials-file", str(creds), "--log-file", str(log)],
-        env=env,
-    )
+def compute_argv(creds: Path, work: Path, *extra: str) -> list[str]:
+    """`alchemiscale-local compute` on the box, from the exported credentials file only."""
+    return [*CLI, "compute", "--credentials", str(creds), "--work-dir", str(work), *extra]
 
 
 def test_compute_and_user_on_another_host_complete_a_network_over_pinned_https(
@@ -139,7 +138,7 @@ def test_compute_and_user_on_another_host_complete_a_network_over_pinned_https(
 ) -> None:
     lab, box = hosts
     lab_env = host_env(tmp_path / "lab", ALCHEMISCALE_LOCAL_COMPUTE__HEARTBEAT_INTERVAL_S="0.5")
-    box_env = host_env(tmp_path / "box", ALCHEMISCALE_LOCAL_COMPUTE__MAX_TASKS=str(N_TASKS))
+    box_env = host_env(tmp_path / "box", ALCHEMISCALE_LOCAL_COMPUTE__HEARTBEAT_INTERVAL_S="0.5")
     handover = tmp_path / "handover"  # what the lab hands to the box (scp, a USB stick)
     handover.mkdir(mode=0o700)
     compute = None
@@ -162,7 +161,17 @@ def test_compute_and_user_on_another_host_complete_a_network_over_pinned_https(
         assert exported["api_url"] == state["api_url"] and exported["tls"]["sha256"]
         export(lab, lab_env, "box-user", "user", user_creds)
 
-        compute = start_compute(box, compute_creds, box_env, tmp_path / "box" / "compute.log")
+        # One CPU service that ends after N tasks; then the command ends by itself.
+        compute_out = tmp_path / "box" / "compute.out"
+        compute_out.parent.mkdir(parents=True, exist_ok=True)
+        with open(compute_out, "w") as out_file:
+            compute = box.popen(
+                compute_argv(compute_creds, tmp_path / "box" / "work", "--cpu-services", "1")
+                + ["--gpus", "none", "--max-tasks", str(N_TASKS)],
+                env=box_env,
+                stdout=out_file,
+                stderr=subprocess.STDOUT,
+            )
         script = tmp_path / "submit.py"
         script.write_text(USER_SCRIPT)
         user = box.run([PY, str(script), str(user_creds), str(N_TASKS), SCOPE], env=box_env, timeout=400)
@@ -171,9 +180,24 @@ def test_compute_and_user_on_another_host_complete_a_network_over_pinned_https(
         assert report["api_url"] == state["api_url"]
         assert report["counts"] == {"complete": N_TASKS} and report["results"] == N_TASKS
         # the box's service did the work (the lab has none) and stops by itself after N tasks
-        assert compute.wait(timeout=120) == 0
-        log = (tmp_path / "box" / "compute.log").read_text()
-        assert f"stopped: {N_TASKS} completed, 0 failed" in log, log
+        assert compute.wait(timeout=120) == 0, compute_out.read_text()
+        out = compute_out.read_text()
+        assert f"-> {state['api_url']} (TLS, pinned certificate)" in out, out
+        assert "every service ended by itself" in out, out
+        assert re.search(rf"│\s*{N_TASKS}\s*│\s*0\s*│", out), out  # completed N, failed 0
+
+        # A compute credentials file pinning another certificate: one clear message, exit != 0.
+        foreign_compute = with_foreign_pin(compute_creds, handover / "foreign-compute.json", lab.address)
+        refused = box.run(
+            compute_argv(
+                foreign_compute, tmp_path / "box" / "work2", "--cpu-services", "1", "--gpus", "none"
+            ),
+            env=box_env,
+            timeout=120,
+        )
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "certificate fingerprint mismatch" in said, said
+        assert "Traceback" not in said, said
 
         # A credentials file pinning another certificate is refused before anything is sent.
         foreign = with_foreign_pin(user_creds, handover / "foreign-user.json", lab.address)
