@@ -41,7 +41,12 @@ def unavailable_reason() -> str | None:
     proc = _ip("netns", "add", probe, check=False)
     if proc.returncode != 0:
         return f"`ip netns add` is not permitted here: {proc.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
+    try:  # some containers allow the namespace but not `exec` into it (remounting /sys)
+        ran = _ip("netns", "exec", probe, "true", check=False)
+    finally:
+        _ip("netns", "del", probe, check=False)
+    if ran.returncode != 0:
+        return f"`ip netns exec` is not permitted here: {ran.stderr.strip()}"
     return None
 
 
