@@ -23,6 +23,8 @@ from typing import Any
 
 import psutil
 
+from alchemiscale_local.compute.deathsig import PARENT_PID_ENV
+from alchemiscale_local.compute.service import EXIT_REFUSED
 from alchemiscale_local.secretfiles import private_dir, write_private_json
 from alchemiscale_local.settings import ComputeSettings, Settings
 
@@ -61,6 +63,19 @@ def detect_gpus() -> list[str]:
     return [line.split(":")[0].split()[1] for line in out.splitlines() if line.startswith("GPU ")]
 
 
+#: CUDA_VISIBLE_DEVICES values that make no device visible ("NoDevFiles": Slurm, no GPU given)
+NO_DEVICES = ("", "-1", "NoDevFiles")
+
+
+def visible_list(visible: str | None) -> list[str] | None:
+    """The devices a CUDA_VISIBLE_DEVICES value allows; None when it is unset (all)."""
+    if visible is None:
+        return None
+    if visible.strip() in NO_DEVICES:
+        return []  # set but empty hides every GPU: the pool must not use any either
+    return [v.strip() for v in visible.split(",") if v.strip()]
+
+
 def plan_services(
     gpus: str,
     per_gpu: int,
@@ -75,7 +90,7 @@ def plan_services(
     numbers in ``gpus`` are positions in that list, and each service gets the entry at
     its position, so the pool never escapes the user's choice.
     """
-    user_list = [v.strip() for v in visible.split(",") if v.strip()] if visible else None
+    user_list = visible_list(visible)
     available = user_list if user_list is not None else (detected if detected is not None else detect_gpus())
     choice = gpus.strip().lower()
     if choice == "auto":
@@ -136,7 +151,8 @@ class ComputePool:
             the pool writes ``compute`` to a 0600 file in ``work_dir``, which is then also
             the services' work root (spool, task shared/scratch) and holds their stats.
         name_prefix: put before each service's name (unique across hosts and jobs).
-        restart_finished: restart a service that exits 0 too (``up``); otherwise it is finished.
+        restart_finished: restart a service that exits 0 too (``up``); otherwise it is finished,
+            and a service stops (handing back its task) when the pool's process dies, however.
         deadline: epoch seconds; services claim nothing new after it and none is restarted.
         extra_env: added to each service's environment.
     """
@@ -239,6 +255,8 @@ class ComputePool:
         )
         if self.deadline is not None:
             argv += ["--deadline", repr(self.deadline)]
+        if not self.restart_finished:
+            argv.append("--stop-with-parent")
         if self.stats_dir is not None:
             stats = self.stats_dir / f"{run.name}.{run.starts}.json"
             run.stats_files.append(stats)
@@ -248,12 +266,16 @@ class ComputePool:
             f"compute-{run.name}",
             argv,
             stderr_log,
-            env=python_env({**spec.env(), **self.extra_env}),
+            env=python_env({**spec.env(), **self.extra_env, **self._parent_env()}),
         )
         record.log = str(self.log_path(spec))
         with self._lock:
             run.proc, run.record = proc, record
             run.starts += 1
+
+    def _parent_env(self) -> dict[str, str]:
+        # With --stop-with-parent: a service whose pool died before it set up PDEATHSIG exits at once.
+        return {} if self.restart_finished else {PARENT_PID_ENV: str(os.getpid())}
 
     def start(self) -> None:
         self._settings = self._settings_args()
@@ -287,6 +309,12 @@ class ComputePool:
             for run in self.runs():
                 proc = run.proc
                 if run.finished or proc is None or proc.poll() is None:
+                    continue
+                if proc.returncode == EXIT_REFUSED:
+                    log.error("compute service %s: the API refuses its identity; not restarting", run.name)
+                    with self._lock:
+                        run.finished, run.returncode = True, proc.returncode
+                    self._changed()
                     continue
                 if (proc.returncode == 0 and not self.restart_finished) or self._past_deadline():
                     # Done by itself (max-tasks, max-time, a signal of its own) or too late to restart.

@@ -28,6 +28,7 @@ from ._common import EXIT_USAGE, console, err_console, fail, handle_errors, sett
 CREDENTIALS_HINT = "write one with `alchemiscale-local identity add --kind compute --export FILE`"
 #: seconds the services get to hand their tasks back after a stop, before they are killed
 DEFAULT_STOP_TIMEOUT_S = 60.0
+EMPTY = '""'
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ def name_prefix(name: str | None) -> str:
     return prefix
 
 
+def visible_devices() -> str | None:
+    """CUDA_VISIBLE_DEVICES to plan within. In a Slurm job without it the job was given no GPU:
+    the node's GPUs that nvidia-smi lists belong to other jobs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None and os.environ.get("SLURM_JOB_ID"):
+        return ""
+    return visible
+
+
 def _lock(work_dir: Path, prefix: str) -> IO[str]:
     """One pool per name and work dir: their spools and logs would mix."""
     from alchemiscale_local.secretfiles import private_dir
@@ -204,7 +214,8 @@ def _start_line(ident: ComputeIdentity, scopes: list[str], pool: Any, prefix: st
         if ident.pinned
         else (" (TLS)" if ident.api_url.startswith("https") else "")
     )
-    services = ", ".join(f"{r.name} [CUDA_VISIBLE_DEVICES={r.spec.gpu or '-'}]" for r in pool.runs())
+    # A CPU service gets CUDA_VISIBLE_DEVICES="" (no GPU visible), shown as such.
+    services = ", ".join(f"{r.name} [CUDA_VISIBLE_DEVICES={r.spec.gpu or EMPTY}]" for r in pool.runs())
     return (
         f"[bold]compute[/] {escape(prefix)} -> {escape(ident.api_url)}{tls} as {escape(ident.identifier)} "
         f"(scopes {escape(', '.join(scopes) or 'none')})\n"
@@ -282,7 +293,13 @@ def compute(
         None, "--slurm-template", help="with --slurm-array: your own batch-script template (Jinja2)"
     ),
 ) -> None:
-    """Run compute services on this host for a deployment elsewhere (by URL)."""
+    """Run compute services on this host for a deployment elsewhere (by URL).
+
+    On the deployment's host: `alchemiscale-local identity add gpu-box --kind compute --export
+    gpu-box.json`; copy the file here, then e.g. `alchemiscale-local compute --credentials
+    gpu-box.json --gpus auto --max-time 14400`. Ctrl-C or SIGTERM hands running tasks back.
+    """
+    from alchemiscale_local.compute.service import EXIT_REFUSED
     from alchemiscale_local.launchers.compute_pool import ComputePool, plan_services
     from alchemiscale_local.models import Scope
     from alchemiscale_local.secretfiles import write_private_json
@@ -325,7 +342,7 @@ def compute(
             settings.gpus,
             settings.per_gpu,
             settings.cpu_services,
-            visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            visible=visible_devices(),
         )
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
@@ -395,4 +412,11 @@ def compute(
             signal.signal(sig, handler)
         state_file.unlink(missing_ok=True)
         lock.close()
-    console.print(_end_table(pool.summary(), started))
+    rows = pool.summary()
+    console.print(_end_table(rows, started))
+    refused = [r["name"] for r in rows if r["returncode"] == EXIT_REFUSED]
+    if refused:
+        raise fail(
+            f"the API at {ident.api_url} refused identity {ident.identifier} while running "
+            f"({', '.join(refused)}): was it removed or disabled? See {pool.log_dir}"
+        )

@@ -11,16 +11,19 @@ import argparse
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from alchemiscale_local.client.compute import ComputeClient
 from alchemiscale_local.client.credentials import ENV_ID, ENV_KEY
+from alchemiscale_local.client.errors import AuthError
 from alchemiscale_local.secretfiles import write_private_json
 from alchemiscale_local.settings import ComputeSettings, load_settings, settings_from_file
 
-from .service import ComputeService
+from .deathsig import die_with_parent
+from .service import EXIT_REFUSED, ComputeService
 
 LOG_BYTES = 10 << 20
 LOG_BACKUPS = 3
@@ -78,7 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--deadline", type=float, default=None, help="epoch seconds: claim nothing after")
     parser.add_argument("--stats-file", default=None, help="write completed/failed counts here at the end")
+    parser.add_argument(
+        "--stop-with-parent", action="store_true", help="SIGTERM (hand back, deregister) when the pool dies"
+    )
     args = parser.parse_args(argv)
+    if args.stop_with_parent:
+        # A pool killed hard (SIGKILL, out of memory, Slurm's final kill) must not leave services
+        # that keep claiming with nobody to stop them: they stop as on SIGTERM. (Delivered when
+        # the thread that started this process ends: the pool's supervisor ends only with it.)
+        die_with_parent(signal.SIGTERM)
     started = time.time()
     compute, workroot = _compute_settings(args)
     _logging(args.log_file, compute.loglevel)
@@ -101,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     service.install_signal_handlers()
     try:
         stats = service.run()
+    except AuthError as exc:  # revoked, disabled, or not a compute identity: not retried
+        logger.error("the API refuses this service's identity; stopping for good: %s", exc)
+        return EXIT_REFUSED
     finally:
         _write_stats(args.stats_file, service, started)
     logger.info("stopped: %d completed, %d failed", stats.completed, stats.failed)

@@ -20,6 +20,12 @@ from .deathsig import PARENT_PID_ENV
 log = logging.getLogger(__name__)
 
 
+#: how a protocol process ends when a stop reached it first
+STOP_SIGNALS = (-signal.SIGTERM, -signal.SIGINT)
+#: how long such an ending waits for the service's own stop before it counts as a failure
+STOP_SIGNAL_GRACE_S = 5.0
+
+
 class Abandoned(Exception):
     """The task was given up because the service is stopping."""
 
@@ -86,6 +92,11 @@ class TaskExecutor:
                 self._proc.terminate()
             returncode = self._proc.wait()
             self._proc = None
+        if returncode in STOP_SIGNALS and not self._abandon.is_set():
+            # A stop sent to a whole job (Slurm's scancel or time limit, a killpg) may reach the
+            # protocol process before its service: give the service's own stop a moment to come,
+            # so the task is handed back rather than recorded as failed.
+            self._abandon.wait(STOP_SIGNAL_GRACE_S)
         if self._abandon.is_set():
             self._abandon.clear()
             raise Abandoned(inputs["task"])

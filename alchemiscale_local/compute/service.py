@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Longest wait between two pushes of a spooled result (the API or the object store is away).
 PUSH_BACKOFF_MAX_S = 30.0
+#: exit status of a service whose identity the API refuses (401/403): restarting cannot help
+EXIT_REFUSED = 3
 
 
 @dataclass

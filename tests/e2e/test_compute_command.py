@@ -23,6 +23,7 @@ import pytest
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 from alchemiscale_local.secretfiles import write_private_json
+from tests.tls_helpers import make_ca_and_leaf
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -31,11 +32,14 @@ CLI = [sys.executable, "-m", "alchemiscale_local.cli", "compute"]
 
 
 @pytest.fixture(scope="module")
-def dep():
+def dep(tmp_path_factory):
+    """HTTPS on loopback with a certificate from a throwaway CA, as a lab's API elsewhere would be."""
+    _ca, cert, key = make_ca_and_leaf(tmp_path_factory.mktemp("tls"), "127.0.0.1")
     deployment = LocalDeployment(
         ephemeral=True,
         neo4j={"launcher": "jar"},
-        api={"service_ttl_s": 600.0, "reaper_interval_s": 1.0},  # no expiry: only handback frees a task
+        # No expiry: only a handback (deregistration) can free a claimed task.
+        api={"service_ttl_s": 600.0, "reaper_interval_s": 1.0, "tls_cert": cert, "tls_key": key},
         compute={"gpus": "none", "cpu_services": 0},
     )
     deployment.start()
@@ -48,13 +52,31 @@ def client(dep):
     return dep.client()
 
 
-@pytest.fixture
-def creds(dep, tmp_path) -> Path:
-    """A compute credentials file as `identity add --kind compute --export` writes it."""
-    assert dep.credentials is not None
-    return write_private_json(
-        tmp_path / "compute-creds.json", {"api_url": dep.api_url, "compute": dep.credentials["compute"]}
+@pytest.fixture(scope="module")
+def creds(dep, tmp_path_factory) -> Path:
+    """The file `identity add --kind compute --export` writes: URL, identity, certificate pin."""
+    path = tmp_path_factory.mktemp("export") / "compute-creds.json"
+    s = dep.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_")}
+    env.update(
+        ALCHEMISCALE_LOCAL_NAME=s.name,
+        ALCHEMISCALE_LOCAL_DATA_DIR=str(s.data_dir),
+        ALCHEMISCALE_LOCAL_CONFIG_DIR=str(s.config_dir),
+        ALCHEMISCALE_LOCAL_LOG_DIR=str(s.log_dir),
+        ALCHEMISCALE_LOCAL_RUNTIME_DIR=str(s.runtime_dir),
+        ALCHEMISCALE_LOCAL_CONFIG_FILE=str(path.parent / "absent.toml"),
     )
+    done = subprocess.run(
+        [*CLI[:-1], "identity", "add", "remote-pool", "--kind", "compute", "--export", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    data = json.loads(path.read_text())
+    assert data["api_url"].startswith("https://127.0.0.1:") and data["tls"]["sha256"], data
+    return path
 
 
 @pytest.fixture
@@ -101,6 +123,7 @@ def holder_of(dep, task: str) -> dict | None:
 
 
 def no_pool_services(dep, prefix: str) -> bool:
+    """No registration whose identifier starts with ``prefix`` (the services deregistered)."""
     return not [s for s in dep.compute_services() if s["identifier"].startswith(prefix)]
 
 
@@ -127,6 +150,7 @@ def test_pool_completes_network_then_ends_at_max_tasks(dep, client, creds, env, 
     assert re.search(r"happy-cpu-1\s*│\s*-\s*│\s*2\s*│\s*0\s*│\s*0\s*│\s*0", out), out
     assert "4 completed, 0 failed" in out, out
     assert no_pool_services(dep, "happy"), "the services deregistered"
+    print(out)  # what a person sees (with -s)
     print(f"\nFIGURES first claim {first_claim - t0:.1f} s, network complete {complete - t0:.1f} s")
 
 
@@ -161,15 +185,68 @@ def test_sigterm_mid_task_hands_the_task_back(dep, client, creds, env):
     )
     victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
     assert statuses(dep, tasks) == ["running"]
-    protocol = [p for p in psutil.Process(victim["pid"]).children(recursive=True)]
+    # Mid-task: the protocol process runs.
+    protocol = wait_for(
+        lambda: psutil.Process(victim["pid"]).children(recursive=True), 120, "the protocol process"
+    )
     proc.send_signal(signal.SIGTERM)
     code, out, err = finish(proc, 120)
     assert code == 0, (out, err)
     assert "SIGTERM" in out and "Traceback" not in err, (out, err)
     assert statuses(dep, tasks) == ["waiting"]
     assert no_pool_services(dep, "term")
-    assert protocol and not [p for p in protocol if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in protocol if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert "0 completed, 0 failed" in out, out
+
+
+def test_a_stop_reaching_the_protocol_process_first_still_hands_back(dep, client, creds, env):
+    """As Slurm signals every process of a job: the protocol process gets SIGTERM before its service."""
+    net, tasks = submit(client, 1, "remote-order-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "order",
+        "--scope",
+        "remote-order-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    (protocol,) = wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    protocol.send_signal(signal.SIGTERM)
+    psutil.wait_procs([protocol], timeout=60)
+    proc.send_signal(signal.SIGTERM)  # then the command, which stops its service
+    code, out, err = finish(proc, 120)
+    assert code == 0, (out, err)
+    assert statuses(dep, tasks) == ["waiting"], "handed back, not recorded as a failure"
+    assert "0 completed, 0 failed" in out, out
+
+
+def test_pool_killed_hard_its_services_still_hand_back(dep, client, creds, env):
+    """SIGKILL of the command (Slurm's last resort, the OOM killer): no orphan keeps the task."""
+    net, tasks = submit(client, 1, "remote-sigkill-a", duration_s=300.0)
+    proc = start(
+        env,
+        "--credentials",
+        str(creds),
+        "--cpu-services",
+        "1",
+        "--name",
+        "kill",
+        "--scope",
+        "remote-sigkill-a",
+    )
+    victim = wait_for(lambda: holder_of(dep, tasks[0]), 120, "the service to claim the task")
+    wait_for(lambda: psutil.Process(victim["pid"]).children(), 120, "the protocol process")
+    service = psutil.Process(victim["pid"])
+    proc.kill()
+    finish(proc, 30)
+    wait_for(lambda: statuses(dep, tasks) == ["waiting"], 60, "the task handed back")
+    assert no_pool_services(dep, "kill")
+    psutil.wait_procs([service], timeout=60)
+    assert not service.is_running() or service.status() == psutil.STATUS_ZOMBIE
 
 
 def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
@@ -213,9 +290,46 @@ def test_gpus_are_pinned_inside_a_fake_visible_list(dep, creds, env, tmp_path):
     assert no_pool_services(dep, "pin_j123_a4")
 
 
+def test_an_identity_revoked_while_running_ends_the_pool_with_one_message(dep, creds, env, tmp_path):
+    """Restarting cannot help once the API refuses the identity: the pool ends, exit != 0, says why."""
+    key = dep.store.add_identity("revoked-pool", "compute", scopes=["*-*-*"], replace=True)
+    path = write_private_json(
+        tmp_path / "revoked.json",
+        {**json.loads(creds.read_text()), "compute": {"identifier": "revoked-pool", "key": key}},
+    )
+    proc = start(
+        env,
+        "--credentials",
+        str(path),
+        "--cpu-services",
+        "1",
+        "--name",
+        "revoked",
+        "--scope",
+        "remote-none-a",
+    )
+    wait_for(lambda: not no_pool_services(dep, "revoked"), 120, "the service registered")
+    dep.store.remove_identity("revoked-pool")
+    code, out, err = finish(proc, 120)
+    assert code == 1, (out, err)
+    assert "Traceback" not in err, err
+    assert "refused identity revoked-pool while running" in " ".join(err.split()), err
+    log = (tmp_path / "data" / "compute" / "logs" / "compute-revoked-cpu-0.log").read_text()
+    assert "refuses this service's identity" in log, log
+
+
 @pytest.mark.parametrize(
     "case",
-    ["missing", "not-json", "no-compute", "bad-url", "unreachable", "wrong-key", "user-identity"],
+    [
+        "missing",
+        "not-json",
+        "no-compute",
+        "bad-url",
+        "unreachable",
+        "wrong-key",
+        "user-identity",
+        "wrong-pin",
+    ],
 )
 def test_bad_credentials_give_one_clear_message(dep, creds, env, tmp_path, case):
     data = json.loads(creds.read_text())
@@ -228,6 +342,7 @@ def test_bad_credentials_give_one_clear_message(dep, creds, env, tmp_path, case)
         "unreachable": "cannot reach the API",
         "wrong-key": "refused compute identity",
         "user-identity": "is a user identity, not a compute one",
+        "wrong-pin": "certificate fingerprint mismatch",
     }[case]
     if case == "not-json":
         path.write_text("{not json")
@@ -243,6 +358,8 @@ def test_bad_credentials_give_one_clear_message(dep, creds, env, tmp_path, case)
         write_private_json(path, {**data, "compute": {**data["compute"], "key": "not-the-key"}})
     elif case == "user-identity":
         write_private_json(path, {**data, "compute": dep.credentials["user"]})
+    elif case == "wrong-pin":  # another server's certificate: refused before the key is sent
+        write_private_json(path, {**data, "tls": {"sha256": "ab" * 32}})
     code, out, err = finish(start(env, "--credentials", str(path), "--cpu-services", "1"), 120)
     assert code != 0
     assert "Traceback" not in err and "Traceback" not in out, err

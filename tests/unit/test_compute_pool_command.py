@@ -18,7 +18,7 @@ from alchemiscale_local.launchers.compute_pool import ComputePool, ServiceSpec
 from typer.testing import CliRunner
 
 from alchemiscale_local.cli import app
-from alchemiscale_local.cli.compute import check_url, name_prefix
+from alchemiscale_local.cli.compute import check_url, name_prefix, visible_devices
 from alchemiscale_local.secretfiles import write_private_json
 from alchemiscale_local.settings import ComputeSettings
 from tests.waiting import wait_for
@@ -40,6 +40,26 @@ def test_name_prefix_is_host_plus_slurm_job_and_array_task(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert name_prefix("box") == "box-j4711-a3"
     assert name_prefix(None).endswith("-j4711-a3")
+
+
+@pytest.mark.parametrize("value", ["", "-1", "NoDevFiles"])
+def test_a_visible_list_that_hides_every_gpu_leaves_cpu_services_only(value):
+    """A set-but-empty CUDA_VISIBLE_DEVICES (or Slurm's NoDevFiles) is not "unset": no detected GPU."""
+    from alchemiscale_local.launchers.compute_pool import plan_services
+
+    assert plan_services("auto", 1, None, visible=value, detected=["0", "1"]) == [ServiceSpec("cpu-0", None)]
+    with pytest.raises(ValueError, match="outside CUDA_VISIBLE_DEVICES"):
+        plan_services("0", 1, 0, visible=value, detected=["0", "1"])
+
+
+def test_a_slurm_job_without_cuda_visible_devices_has_no_gpu(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert visible_devices() is None  # outside Slurm: every GPU of the host
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert visible_devices() == ""  # the node's GPUs are other jobs'
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert visible_devices() == "1,3"
 
 
 @pytest.mark.parametrize("url", ["ftp://host", "host:8000", "http://", "https://h:99999", "http://h/?q=1"])
