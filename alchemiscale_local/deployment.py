@@ -158,7 +158,9 @@ class LocalDeployment:
             say("starting Neo4j")
             conn = self.neo4j.start()
             # Pin the port: a restarted Neo4j must come back where the API's driver looks.
-            self.settings.neo4j.port = int(conn.uri.rsplit(":", 1)[1])
+            # (Only ours restart; an external URI may have no port, e.g. Aura's neo4j+s://host.)
+            if self.neo4j.kind in SUPERVISED_NEO4J:
+                self.settings.neo4j.port = int(conn.uri.rsplit(":", 1)[1])
             self.store = Neo4jStore.connect(conn.uri, conn.user, conn.password, conn.database)
             self.store.initialize()
             # Children inherit the resolved settings, Neo4j connection included, from a 0600 file.
