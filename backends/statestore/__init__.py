@@ -5,7 +5,6 @@ Nothing here imports gufe; documents are handled as keyed-chain JSON.
 
 from __future__ import annotations
 
-from .base import StoreBase
 from .compute import ComputeMixin
 from .errors import (
     Conflict,
@@ -17,6 +16,7 @@ from .errors import (
     Unavailable,
 )
 from .identities import IdentitiesMixin
+from .leases import LeasesMixin
 from .networks import NetworksMixin, hub_key
 from .results import ResultsMixin
 from .services import ServicesMixin
@@ -24,7 +24,7 @@ from .tasks import TasksMixin
 
 
 class Neo4jStore(
-    NetworksMixin, TasksMixin, ServicesMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, StoreBase
+    NetworksMixin, TasksMixin, ServicesMixin, ComputeMixin, ResultsMixin, IdentitiesMixin, LeasesMixin
 ):
     """All state-store operations on one driver (see each mixin for its part)."""
 
