@@ -83,13 +83,19 @@ def register(app: typer.Typer) -> None:
         per_gpu: int | None = typer.Option(None, "--per-gpu", min=1, help="services per GPU"),
         cpu_services: int | None = typer.Option(None, "--cpu-services", min=0, help="CPU-only services"),
         api_port: int | None = typer.Option(None, "--api-port", min=0, max=65535),
+        api_workers: int | None = typer.Option(
+            None, "--api-workers", min=1, max=64, help="API worker processes (default: cores, at most 4)"
+        ),
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
         from alchemiscale_local.api.ui import dashboard_login_url
         from alchemiscale_local.launchers.ownership import ensure_not_running
 
-        settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port))
+        overrides = _compute_overrides(gpus, per_gpu, cpu_services, api_port)
+        if api_workers is not None:
+            overrides.setdefault("api", {})["workers"] = api_workers
+        settings = settings_from(ctx, **overrides)
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment
