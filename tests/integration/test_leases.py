@@ -45,8 +45,8 @@ def test_one_of_many_concurrent_askers_gets_the_lease(store):
 
 def test_an_expired_lease_is_taken_over_and_a_released_one_at_once(store):
     name = _name()
-    assert store.acquire_lease(name, "a", 0.5)
-    assert not store.acquire_lease(name, "b", 0.5)
+    assert store.acquire_lease(name, "a", 4.0)
+    assert not store.acquire_lease(name, "b", 4.0)
     wait_for(lambda: store.acquire_lease(name, "b", 30.0), 10, "b to take over the expired lease")
     assert store.lease(name)["holder"] == "b" and store.lease(name)["takeovers"] == 1
     assert not store.acquire_lease(name, "a", 30.0)  # a's old claim is gone
