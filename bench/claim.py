@@ -276,13 +276,21 @@ def run_raw(ctx: BenchContext, n_networks: int, total: int) -> dict[str, Any]:
     }
 
 
-def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
+def run(
+    ctx: BenchContext,
+    quick: bool = False,
+    *,
+    ks: tuple[int, ...] | None = None,
+    nets: tuple[int, ...] | None = None,
+    total: int | None = None,
+    counts: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
     """Raw loop, then K claimers through 1 and N API workers for each network count; the
-    target is read at the largest K with N workers."""
-    ks = QUICK_KS if quick else KS
-    nets = QUICK_NETWORKS if quick else NETWORKS
-    total = QUICK_TASKS if quick else TASKS
-    counts = worker_counts()
+    target is read at the largest K with N workers. Keywords narrow a run (``main``)."""
+    ks = ks or (QUICK_KS if quick else KS)
+    nets = nets or (QUICK_NETWORKS if quick else NETWORKS)
+    total = total or (QUICK_TASKS if quick else TASKS)
+    counts = counts or worker_counts()
     machine = ctx.machine()
     figure: dict[str, float] = {}
     baseline: dict[str, float] = {}
@@ -310,7 +318,7 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
                     figure[f"p95_ms_{tag}"] = res["cycle_p95_ms"]
                     ratios[tag] = ratio(res["tasks_per_s"], bases[n]["tasks_per_s"])
     kmax, wmax = max(ks), max(counts)
-    for n in nets:  # what the extra workers buy at the largest K
+    for n in nets if 1 in counts and wmax > 1 else ():  # what the extra workers buy at the largest K
         ratios[f"K{kmax}_net{n}_w{wmax}_vs_w1"] = ratio(
             figure[f"tasks_per_s_K{kmax}_net{n}_w{wmax}"], figure[f"tasks_per_s_K{kmax}_net{n}_w1"]
         )
@@ -342,3 +350,36 @@ def run(ctx: BenchContext, quick: bool = False) -> dict[str, Any]:
         quick=quick,
         details=details,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.claim [--k 16] [--networks 1] [--tasks 600] [--workers 1,2] [--out DIR]``:
+    a narrowed claim run on its own private deployment (``make bench`` runs the full one)."""
+    import argparse
+    from pathlib import Path
+
+    from .common import RESULTS_DIR, print_table, write_result
+    from .context import start_context
+
+    def ints(text: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in text.split(",") if x)
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--k", type=ints, default=None, help="claimer counts, e.g. 16 or 1,4,16")
+    parser.add_argument("--networks", type=ints, default=None)
+    parser.add_argument("--tasks", type=int, default=None)
+    parser.add_argument("--workers", type=ints, default=None, help="API worker counts, e.g. 1,2")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "claim-narrow")
+    args = parser.parse_args(argv)
+    ctx = start_context()
+    try:
+        result = run(ctx, ks=args.k, nets=args.networks, total=args.tasks, counts=args.workers)
+    finally:
+        ctx.close()
+    print_table(result)
+    print(write_result(result, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
