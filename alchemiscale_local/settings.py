@@ -104,6 +104,15 @@ class APISettings(BaseModel):
     service_ttl_s: float = Field(30.0, gt=0, description="a compute service silent this long is expired")
     max_failures: int = Field(3, ge=1, description="deny a service after this many failures ...")
     failure_window_s: float = Field(3600.0, gt=0, description="... within this window")
+    # The API's work per request is Python on one GIL per process: past the core count more
+    # workers only contend; 4 caps the memory (~80 MB each) and Neo4j connections (a pool each),
+    # and leaves cores to Neo4j and the compute services on the same host.
+    workers: int = Field(
+        default_factory=lambda: max(1, min(4, os.cpu_count() or 1)),
+        ge=1,
+        le=64,
+        description="uvicorn worker processes on the API's one address (default: cores, at most 4)",
+    )
 
 
 #: what a task's shared/permanent files are kept by default: small analysis outputs

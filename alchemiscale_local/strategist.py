@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from alchemiscale_local.backends.statestore import strategies as st
@@ -154,9 +155,12 @@ class Strategist:
                 self.store.cancel_tasks(ordered[: len(have) - target], network)
 
 
-def start_strategist(store: Any, objects: Any, poll_s: float = POLL_S) -> threading.Event | None:
+def start_strategist(
+    store: Any, objects: Any, poll_s: float = POLL_S, active: Callable[[], bool] = lambda: True
+) -> threading.Event | None:
     """Start the strategist thread when gufe and stratocaster are installed; set the returned
-    event to stop it (None: not started)."""
+    event to stop it (None: not started). It works only while ``active()`` (this API worker
+    holds the background lease), so one strategist runs per deployment."""
     if not available():
         log.info("strategist not started: gufe and stratocaster are not installed")
         return None
@@ -166,7 +170,8 @@ def start_strategist(store: Any, objects: Any, poll_s: float = POLL_S) -> thread
     def loop() -> None:
         while not stop.is_set():
             try:
-                strategist.run_once()
+                if active():
+                    strategist.run_once()
             except Exception:  # the store may be down for a while; keep polling
                 log.exception("strategist pass failed")
             stop.wait(poll_s)

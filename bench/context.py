@@ -97,6 +97,9 @@ def start_context(*, cpu_services: int = CPU_SERVICES) -> BenchContext:
         name="bench",
         neo4j={"launcher": "jar"},
         compute={"gpus": "none", "cpu_services": cpu_services, "scopes": [f"{SERVICE_ORG}-*-*"]},
+        # one API process: memory and CPU per process stay what they measure; `claim` starts
+        # its own APIs with 1 and N workers
+        api={"workers": 1},
     )
     dep.start()
     try:

@@ -7,12 +7,19 @@ this process on its own thread under pyinstrument, with ``anyio.to_thread.run_sy
 made inline so the route bodies run on the profiled thread too (fine for the sequential
 scenarios here). The client side is profiled separately in the main thread. Each scenario
 writes ``<out>/profile-<scenario>-api.txt`` and ``...-client.txt``.
+
+pyinstrument samples wall time, where a claim is mostly waiting on Neo4j. ``--cpu`` also
+writes ``profile-<scenario>-api-cpu.txt``: cProfile on the server thread's own CPU clock
+(``time.thread_time``), the work that decides how many claims a core can serve.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
+import pstats
 import threading
 import time
 from collections.abc import Callable
@@ -86,6 +93,29 @@ class ProfiledAPI:
         self._thread.join(timeout=30)
         anyio.to_thread.run_sync = self._saved
 
+    def cpu_profile(self, fn: Callable[[], Any]) -> tuple[Any, cProfile.Profile]:
+        """Run ``fn`` with the server thread under cProfile on its own CPU clock."""
+        prof = cProfile.Profile(time.thread_time)
+        done = threading.Event()
+
+        async def toggle(on: bool) -> None:  # a profiler sees only the thread it was enabled on
+            if on:
+                prof.enable()
+            else:
+                prof.disable()
+            done.set()
+
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(toggle(True), self.loop)
+        done.wait(10)
+        done.clear()
+        try:
+            out = fn()
+        finally:
+            asyncio.run_coroutine_threadsafe(toggle(False), self.loop)
+            done.wait(10)
+        return out, prof
+
     def profile(self, fn: Callable[[], Any]) -> tuple[Any, Profiler, Profiler]:
         """Run ``fn`` (client calls) with the server thread and this thread profiled."""
         server_prof = Profiler(interval=0.0005, async_mode="disabled")
@@ -123,6 +153,23 @@ def _save(out: Path, name: str, api: Profiler, client: Profiler) -> None:
         flat = out / f"profile-{name}-{side}-flat.txt"  # self time per function: where the CPU goes
         flat.write_text(prof.output_text(unicode=True, flat=True))
         console.print(f"[dim]{path}, {flat.name}[/]")
+
+
+def _save_cpu(out: Path, name: str, prof: cProfile.Profile, units: int) -> None:
+    """CPU seconds of the API thread, per unit of work, by cumulative and by own time."""
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    text = io.StringIO()
+    text.write(
+        f"API thread CPU: {total:.3f} s for {units} units = {1000 * total / max(units, 1):.2f} ms each\n"
+    )
+    text.write("(cProfile adds its own overhead per call: compare shares, not absolute times)\n")
+    for key in ("cumulative", "tottime"):
+        pstats.Stats(prof, stream=text).sort_stats(key).print_stats(60)
+    path = out / f"profile-{name}-api-cpu.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.getvalue())
+    console.print(f"[dim]{path}: {1000 * total / max(units, 1):.2f} ms API CPU per unit[/]")
 
 
 def scenario_submit(ctx: BenchContext, api: ProfiledAPI, quick: bool) -> Callable[[], Any]:
@@ -167,6 +214,8 @@ def scenario_claim(ctx: BenchContext, api: ProfiledAPI, quick: bool) -> Callable
     def loop() -> int:
         done = 0
         while True:
+            if done % 20 == 0:  # as a service does: a profiled loop may outlast the reaper's TTL
+                client.heartbeat(ident)
             pdr_key, data = claim.tiny_result()
             got = client.claim_tasks(ident, 1, [scope])
             if not got or got[0] is None:
@@ -231,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cpu", action="store_true", help="also a cProfile of the API's CPU time")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     scenarios = {
@@ -253,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                 _, api_prof, client_prof = api.profile(fn)
                 console.print(f"{name}: {time.perf_counter() - start:.2f} s (profiled)")
                 _save(args.out, name, api_prof, client_prof)
+                if args.cpu:
+                    units, cpu_prof = api.cpu_profile(scenarios[name](ctx, api, args.quick))
+                    _save_cpu(args.out, name, cpu_prof, units if isinstance(units, int) else 1)
     finally:
         ctx.close()
     return 0

@@ -3,7 +3,8 @@
 Quick runs write to ``bench/results/quick`` unless ``--out`` says otherwise.
 Every benchmark but ``up`` shares ONE private ephemeral deployment (jar Neo4j, the API,
 two CPU compute services that only claim from the idle-gap benchmark's org); ``up``
-starts its own deployments. Each writes ``<out>/<name>.json`` and prints a table; a
+starts its own deployments, and ``claim`` its own API processes (1 and N workers) on the
+shared Neo4j. Each writes ``<out>/<name>.json`` and prints a table; a
 summary table closes the run. The exit status is 1 when a benchmark raised, not when a
 target was missed.
 """

@@ -1,15 +1,22 @@
-"""The API server: one uvicorn process serving the user and compute APIs.
+"""The API server: uvicorn serving the user and compute APIs on one address.
 
 ``start_api`` spawns ``python -m alchemiscale_local.launchers.api_server`` and waits
-for ``/ping``; the module's ``main`` is that process.
+for ``/ping``; the module's ``main`` is that process. With ``settings.api.workers`` = 1 it
+serves the app itself; with N > 1 it is uvicorn's supervisor of N worker processes (restarted
+when one dies), each building the app from the settings file through :func:`worker_app`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
+import signal
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,6 +25,8 @@ from alchemiscale_local.settings import Settings, settings_from_file
 from .ownership import MARKER_ENV, marker
 from .processes import ProcessRecord, find, free_port, python_env, python_module, spawn
 from .tls import api_url_for, client_verify, server_options
+
+log = logging.getLogger(__name__)
 
 
 class APIStartError(RuntimeError):
@@ -71,23 +80,64 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+# How the supervisor tells its workers where the settings are (uvicorn's factory takes no args).
+SETTINGS_ENV = "ALCHEMISCALE_LOCAL_API_SETTINGS_FILE"
+SUPERVISOR_ENV = "ALCHEMISCALE_LOCAL_API_SUPERVISOR_PID"
+WORKER_FACTORY = "alchemiscale_local.launchers.api_server:worker_app"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _app(settings: Settings, workers: int) -> Any:
+    from alchemiscale_local.api import create_app
+
+    neo = settings.neo4j
+    assert neo.uri and neo.password is not None  # checked by main()
+    auth = (neo.uri, neo.user, neo.password.get_secret_value())
+    return create_app(settings, neo4j_auth=auth, workers=workers)
+
+
+def worker_app() -> Any:
+    """uvicorn's factory in each worker process: the app from the supervisor's settings file."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _die_with_supervisor()
+    settings = settings_from_file(Path(os.environ[SETTINGS_ENV]))
+    return _app(settings, settings.api.workers)
+
+
+def _die_with_supervisor() -> None:
+    """SIGKILL this worker when the supervisor dies, however it dies: orphaned workers would
+    keep the port, and the deployment could not start the API on it again."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if str(os.getppid()) != os.environ.get(SUPERVISOR_ENV):  # it died before the prctl
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    from alchemiscale_local.api import create_app
+    from alchemiscale_local.api.app import jwt_secret
 
     parser = argparse.ArgumentParser(description="alchemiscale-local API server (started by `up`)")
     parser.add_argument("--settings-file", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = settings_from_file(Path(args.settings_file))
     neo = settings.neo4j
     if not neo.uri or neo.password is None:
         parser.error("the settings file has no neo4j.uri / neo4j.password")
-    app = create_app(settings, neo4j_auth=(neo.uri, neo.user, neo.password.get_secret_value()))
+    workers = settings.api.workers
+    if workers > 1:
+        jwt_secret(settings)  # made once here: N workers must not each generate their own
+        os.environ[SETTINGS_ENV] = str(Path(args.settings_file).resolve())
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
+        log.info("serving the API with %d worker processes", workers)
     uvicorn.run(
-        app,
+        WORKER_FACTORY if workers > 1 else _app(settings, 1),
+        factory=workers > 1,
+        workers=workers,
         host=settings.api.host,
         port=args.port,
         log_level="warning",

@@ -1,4 +1,12 @@
-"""``create_app(settings)``: the user API and the compute API in one ASGI app."""
+"""``create_app(settings)``: the user API and the compute API in one ASGI app.
+
+The app keeps no state that several worker processes must agree on: Neo4j and the object
+store hold it. What is per process: the IdentityGate's 5 s cache of identity versions (each
+worker sees a removed or changed identity within 5 s, the same bound as with one), the
+dashboard's caches (keyed by what they cache, so never stale), service-owner bindings (never
+change once made), and the /token failure counts (the budget is divided among ``workers``).
+The reaper and strategist run in the one worker holding the background lease (``leader.py``).
+"""
 
 from __future__ import annotations
 
@@ -29,12 +37,16 @@ from . import (
     routes_strategies,
     routes_tasks,
 )
-from .auth import IdentityGate, TokenIssuer
+from .auth import IdentityGate
 from .auth import router as auth_router
 from .errors import install_error_handlers
+from .leader import LeaseKeeper, process_id
 from .middleware import BodyMiddleware
+from .ratelimit import FailureLimiter
 from .reaper import reap_forever
+from .tokencache import CachingTokenIssuer
 from .ui import install as install_dashboard
+from .worker_header import WorkerHeader
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +65,14 @@ def create_app(
     store: Neo4jStore | None = None,
     objects: ObjectStore | None = None,
     neo4j_auth: tuple[str, str, str] | None = None,
+    workers: int = 1,
 ) -> FastAPI:
-    """Build the app. Without ``store``, connect to ``neo4j_auth`` = (uri, user, password)."""
+    """Build the app. Without ``store``, connect to ``neo4j_auth`` = (uri, user, password).
+
+    ``workers``: how many processes serve this app behind one address (divides the /token
+    failure budget; above one, responses name the worker in ``X-Alchemiscale-Worker``).
+    """
+    worker = process_id()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,10 +89,15 @@ def create_app(
             app.state.store.initialize()
         except Exception as exc:  # start anyway: /check reports it and the reaper retries
             log.warning("could not initialise the state store schema yet: %s", exc)
+        # Reaper and strategist: once per deployment, in the worker that holds the lease.
+        lease = app.state.background_lease = LeaseKeeper(app.state.store, worker).start()
         reaper = asyncio.create_task(
-            reap_forever(app.state.store, settings.api.reaper_interval_s, settings.api.service_ttl_s)
+            reap_forever(
+                app.state.store, settings.api.reaper_interval_s, settings.api.service_ttl_s, lease.held
+            )
         )
-        strategist = start_strategist(app.state.store, app.state.objects)  # None without gufe
+        # None without gufe
+        strategist = start_strategist(app.state.store, app.state.objects, active=lease.held)
         try:
             yield
         finally:
@@ -83,6 +106,7 @@ def create_app(
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+            await asyncio.to_thread(lease.stop)
             if own_store:
                 app.state.store.close()
 
@@ -93,18 +117,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.tokens = TokenIssuer(jwt_secret(settings), settings.api.token_ttl_s)
+    app.state.tokens = CachingTokenIssuer(jwt_secret(settings), settings.api.token_ttl_s)
     app.state.identity_gate = IdentityGate()
+    app.state.worker = worker
+    app.state.token_limiter = FailureLimiter.for_workers(workers)
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
     app.add_middleware(BodyMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    if workers > 1:  # an opaque per-process name: which worker answered, for logs and tests
+        app.add_middleware(WorkerHeader, worker=worker.rsplit(":", 1)[1])
+    # First: every claim and result goes through it, and routing tries routes in order
+    # (behind ~70 others it cost ~0.3 ms a request); its paths are all under /compute/.
+    app.include_router(routes_compute.router)
     app.include_router(auth_router)
     app.include_router(routes_base.router)
     app.include_router(routes_networks.router, tags=["networks"])
     app.include_router(compat_compute.shared_router)  # before routes_tasks: compute tokens too
     app.include_router(routes_tasks.router, tags=["tasks"])
     app.include_router(routes_results.router, tags=["results"])
-    app.include_router(routes_compute.router)
     app.include_router(routes_strategies.router)
     app.include_router(compat_compute.router)  # alchemiscale's compute paths (root)
     app.include_router(compat_taskhubs.router)  # alchemiscale's /taskhubs routes (root)

@@ -2,6 +2,13 @@
 
 Checked before any bcrypt work, so a flood of wrong keys is answered 429 cheaply instead of
 occupying worker threads that every other request needs.
+
+With N API worker processes each keeps its own counts, so the budget is divided among them
+(:meth:`FailureLimiter.for_workers`): whichever workers the attempts land on, no more than the
+deployment's budget of wrong keys is tried per window. A shared counter in Neo4j would be
+exact, but would put a database write on every failed attempt, on the event loop, which is
+what a flood must not get; the price of dividing is that attempts landing on one worker are
+refused after budget/N.
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ class FailureLimiter:
         self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         self._lock = threading.Lock()
         self.refused = 0  # 429s answered, for logs and tests
+
+    @classmethod
+    def for_workers(
+        cls, workers: int, per_identity: int = 10, per_address: int = 100, window_s: float = 60.0
+    ) -> FailureLimiter:
+        """One worker's share of the budget when ``workers`` processes serve the API."""
+        n = max(1, workers)
+        return cls(max(1, per_identity // n), max(1, per_address // n), window_s)
 
     def retry_after(self, identifier: str, address: str) -> int | None:
         """Seconds to wait when blocked, else None."""

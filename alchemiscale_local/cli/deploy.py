@@ -137,6 +137,9 @@ def register(app: typer.Typer) -> None:
             None, "--tls-cert", help="PEM certificate to serve (default off loopback: a self-signed one)"
         ),
         tls_key: Path | None = typer.Option(None, "--tls-key", help="the certificate's PEM private key"),
+        api_workers: int | None = typer.Option(
+            None, "--api-workers", min=1, max=64, help="API worker processes (default: cores, at most 4)"
+        ),
         live: bool = typer.Option(True, "--live/--no-live", help="live status while in the foreground"),
     ) -> None:
         """Start Neo4j, the API and the compute services (Ctrl-C stops everything)."""
@@ -144,7 +147,10 @@ def register(app: typer.Typer) -> None:
         from alchemiscale_local.launchers.ownership import ensure_not_running
 
         network = _network_overrides(bind, insecure_http, tls_cert, tls_key)
-        settings = settings_from(ctx, **_compute_overrides(gpus, per_gpu, cpu_services, api_port, network))
+        overrides = _compute_overrides(gpus, per_gpu, cpu_services, api_port, network)
+        if api_workers is not None:
+            overrides.setdefault("api", {})["workers"] = api_workers
+        settings = settings_from(ctx, **overrides)
         # Refuse a second `up` before touching anything (the running deployment is left alone).
         ensure_not_running(settings)
         from alchemiscale_local.deployment import LocalDeployment

@@ -5,7 +5,6 @@ Nothing here imports gufe; documents are handled as keyed-chain JSON.
 
 from __future__ import annotations
 
-from .base import StoreBase
 from .compute import ComputeMixin
 from .errors import (
     Conflict,
@@ -17,6 +16,7 @@ from .errors import (
     Unavailable,
 )
 from .identities import IdentitiesMixin
+from .leases import LeasesMixin
 from .managers import ManagersMixin
 from .networks import NetworksMixin, hub_key
 from .results import ResultsMixin
@@ -32,7 +32,7 @@ class Neo4jStore(
     ComputeMixin,
     ResultsMixin,
     IdentitiesMixin,
-    StoreBase,
+    LeasesMixin,  # last: it is the StoreBase
 ):
     """All state-store operations on one driver (see each mixin for its part)."""
 

@@ -34,7 +34,8 @@ def install(app: FastAPI) -> None:
     from .estimates import Estimates
 
     app.state.ui_secret = jwt_secret(app.state.settings)
-    app.state.ui_logins = UsedLogins()
+    # burnt in Neo4j: a link works once across all workers (the store is set by the lifespan)
+    app.state.ui_logins = UsedLogins(lambda: getattr(app.state, "store", None))
     app.state.ui_estimates = Estimates()
     app.state.ui_graphs = {}
     app.include_router(routes.router)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -61,15 +62,20 @@ def dashboard_login_url(api_url: str, secret: str, identifier: str, ttl_s: int =
 class UsedLogins:
     """jti of login tokens already used (kept until they would have expired anyway).
 
-    In memory: an API restart forgets them, so a login link could be used once more
-    within its 15 minutes after a restart of the API process.
+    Burnt in the state store when ``store_of()`` gives one: every API worker, and every API
+    host on the same Neo4j, then refuses a link used anywhere, also after a restart. Without a
+    store (unit use) they are kept in this process's memory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store_of: Callable[[], Any] | None = None) -> None:
+        self._store_of = store_of
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def consume(self, jti: str, exp: float) -> bool:
+        store = self._store_of() if self._store_of is not None else None
+        if store is not None:
+            return bool(store.consume_once(f"ui-login:{jti}", exp))
         now = time.time()
         with self._lock:
             for k in [k for k, e in self._used.items() if e < now]:
