@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from alchemiscale_local.backends.objectstore import ObjectStore, ObjectStoreUnavailable
 from alchemiscale_local.backends.statestore import Neo4jStore
 from alchemiscale_local.launchers.api_server import start_api
 from alchemiscale_local.launchers.compute_pool import ComputePool, plan_from_settings
@@ -155,6 +156,8 @@ class LocalDeployment:
         try:
             # Before anything starts: a bad certificate fails here, in a second.
             self.tls = apply_tls(self.settings)  # the API process and its callers see the files
+            say("checking the object store")
+            _check_object_store(self.settings)
             say("starting Neo4j")
             conn = self.neo4j.start()
             # Pin the port: a restarted Neo4j must come back where the API's driver looks.
@@ -332,6 +335,16 @@ class LocalDeployment:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         self._lock.release()
+
+
+def _check_object_store(settings: Settings) -> None:
+    """A probe write: a missing bucket or wrong keys stop `up` here, not as results that never land."""
+    try:
+        ObjectStore.from_settings(settings.objectstore).check()
+    except ObjectStoreUnavailable as exc:
+        raise DeploymentError(
+            f"{exc}. Create the bucket (or fix objectstore.url / its credentials) and run up again."
+        ) from None
 
 
 def _port_of(url: str) -> int:

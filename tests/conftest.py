@@ -27,7 +27,7 @@ import pytest
 from alchemiscale_local.settings import ENV_PREFIX, Settings, load_settings
 
 # The live API server fixtures (api_server, user_client, compute_client) live in a plugin module.
-pytest_plugins = ["tests.plugins.api_server"]
+pytest_plugins = ["tests.plugins.api_server", "tests.plugins.slurm_cluster"]
 
 _TEST_URI_ENV = "ALCHEMISCALE_LOCAL_TEST_NEO4J_URI"
 

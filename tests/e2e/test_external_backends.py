@@ -274,3 +274,24 @@ def test_wrong_external_password_is_a_clear_cli_error(lab_neo4j: Any, moto_s3: s
     finally:
         if state_of(env) is not None:
             cli(env, "down", check=False)
+
+
+def test_missing_bucket_stops_up_with_one_message(lab_neo4j: Any, moto_s3: str, tmp_path: Path) -> None:
+    """A bucket that does not exist stops `up` before anything starts (it used to start, and every
+    result then waited on 503s that only the compute logs explained)."""
+    conn = lab_neo4j.connection()
+    config = write_config(tmp_path / "config.toml", conn.uri, moto_s3, password=conn.password)
+    config.write_text(config.read_text().replace(f"s3://{BUCKET}/", "s3://no-such-bucket/"))
+    env = make_env(tmp_path, config)
+    proc = cli(env, "up", "--detach", check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    try:
+        assert proc.returncode != 0, output
+        assert "object store s3://no-such-bucket/" in output, output
+        assert "Create the bucket" in output, output
+        assert "Traceback" not in output, output
+        assert state_of(env) is None
+        wait_for(lambda: not deployment_processes(env), 30, "nothing of the refused deployment running")
+    finally:
+        if state_of(env) is not None:
+            cli(env, "down", check=False)

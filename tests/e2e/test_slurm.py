@@ -27,7 +27,6 @@ from alchemiscale_local.cli.slurm import SlurmError, submit_array
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 from tests.plugins.slurm_cluster import DEFAULT_TIME_MIN, SlurmCluster, missing_binaries
-from tests.plugins.slurm_cluster import slurm_cluster as slurm_cluster  # noqa: F401 - the fixture
 from tests.waiting import wait_for
 
 pytestmark = [
