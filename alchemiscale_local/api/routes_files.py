@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,56 +59,37 @@ class QuotaExceeded(Exception):
 
 
 class TaskFileQuota:
-    """Bytes used by all task files (manifests aside), counted once from a listing, then kept up to date.
+    """Bytes used by all task files (manifests aside), shared by every API process through Neo4j.
 
-    One API process serves the deployment, so an in-memory count is exact; reservations make
-    concurrent uploads share the remaining room instead of all passing the check.
+    The state store holds the count (taken once from a listing of the object store, then kept
+    up to date) and the reservations of uploads in flight, so N workers (or hosts) share one
+    quota and concurrent uploads share the remaining room instead of all passing the check.
+    Blocking: call from a worker thread.
     """
 
-    def __init__(self, objects: ObjectStore) -> None:
+    def __init__(self, store: Neo4jStore, objects: ObjectStore) -> None:
+        self._store = store
         self._objects = objects
-        self._lock = threading.Lock()
-        self._used: int | None = None
-        self._reserved = 0
 
-    def used(self) -> int:
-        with self._lock:
-            return self._used_locked()
+    def _count(self) -> int:
+        return sum(
+            info.size
+            for info in self._objects.list_prefix(TASKFILES_ROOT)
+            if not info.location.endswith(f"/{MANIFEST}")
+        )
 
-    def _used_locked(self) -> int:
-        if self._used is None:
-            self._used = sum(
-                info.size
-                for info in self._objects.list_prefix(TASKFILES_ROOT)
-                if not info.location.endswith(f"/{MANIFEST}")
+    def reserve(self, size: int, quota: int, what: str) -> str:
+        """A reservation id for ``size`` bytes; QuotaExceeded when they do not fit."""
+        held = self._store.reserve_taskfile_bytes(self._objects.url, size, quota, self._count)
+        if held.id is None:
+            raise QuotaExceeded(
+                f"task file quota reached: {_human(held.in_use)} of {_human(quota)} used, "
+                f"{what} ({_human(size)}) not kept; raise {QUOTA_SETTING} or delete old task files"
             )
-        return self._used
+        return held.id
 
-    def reserve(self, size: int, quota: int, what: str) -> None:
-        with self._lock:
-            used = self._used_locked()
-            if used + self._reserved + size > quota:
-                raise QuotaExceeded(
-                    f"task file quota reached: {_human(used + self._reserved)} of {_human(quota)} used, "
-                    f"{what} ({_human(size)}) not kept; raise {QUOTA_SETTING} or delete old task files"
-                )
-            self._reserved += size
-
-    def settle(self, reserved: int, stored: int) -> None:
-        with self._lock:
-            self._reserved -= reserved
-            self._used = self._used_locked() + stored
-
-
-_quota_lock = threading.Lock()
-
-
-def quota_of(request: Request) -> TaskFileQuota:
-    state = request.app.state
-    with _quota_lock:
-        if getattr(state, "taskfile_quota", None) is None:
-            state.taskfile_quota = TaskFileQuota(state.objects)
-        return state.taskfile_quota
+    def settle(self, reservation: str, stored: int) -> None:
+        self._store.settle_taskfile_bytes(self._objects.url, reservation, stored)
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -209,9 +189,9 @@ async def put_task_file(
         if not i.location.endswith(f"/{path}")
     )
     _caps(policy, path, size, used)
-    quota = quota_of(request)
+    quota = TaskFileQuota(store, objects)
     try:
-        quota.reserve(size, policy.quota_bytes, f"{path} of {sk}")
+        reservation = await run_in_threadpool(quota.reserve, size, policy.quota_bytes, f"{path} of {sk}")
     except QuotaExceeded as exc:
         raise HTTPException(507, str(exc)) from None
     stored_size = 0
@@ -236,7 +216,7 @@ async def put_task_file(
                 raise HTTPException(400, f"{path}: {exc}; nothing was stored") from None
         stored_size = stored.size if stored.created else 0
     finally:
-        quota.settle(size, stored_size)
+        await run_in_threadpool(quota.settle, reservation, stored_size)
     return {"path": path, "size": stored.size, "sha256": stored.sha256, "created": stored.created}
 
 

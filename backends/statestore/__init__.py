@@ -19,6 +19,7 @@ from .identities import IdentitiesMixin
 from .leases import LeasesMixin
 from .managers import ManagersMixin
 from .networks import NetworksMixin, hub_key
+from .quota import QuotaMixin
 from .results import ResultsMixin
 from .services import ServicesMixin
 from .tasks import TasksMixin
@@ -32,6 +33,7 @@ class Neo4jStore(
     ComputeMixin,
     ResultsMixin,
     IdentitiesMixin,
+    QuotaMixin,
     LeasesMixin,  # last: it is the StoreBase
 ):
     """All state-store operations on one driver (see each mixin for its part)."""

@@ -24,6 +24,8 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX taskhub_network IF NOT EXISTS FOR (n:TaskHub) ON (n.network)",
     "CREATE INDEX compute_heartbeat IF NOT EXISTS FOR (n:ComputeServiceRegistration) ON (n.heartbeat)",
     "CREATE INDEX restart_pattern_key IF NOT EXISTS FOR (n:TaskRestartPattern) ON (n.key)",
+    "CREATE CONSTRAINT taskfile_usage_store IF NOT EXISTS FOR (n:TaskFileUsage) REQUIRE n.store IS UNIQUE",
+    "CREATE INDEX taskfile_reservation IF NOT EXISTS FOR (n:TaskFileReservation) ON (n.id)",
 )
 
 

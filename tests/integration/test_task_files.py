@@ -83,9 +83,7 @@ def policy(api: Any) -> Iterator[ArtifactSettings]:
     """The API's policy object (tests change it in place); restored afterwards."""
     saved = api.settings.compute.artifacts
     api.settings.compute.artifacts = ArtifactSettings()
-    quota = getattr(api.app.state, "taskfile_quota", None)
-    if quota is not None:
-        api.app.state.taskfile_quota = None  # recount from the store
+    api.store.forget_taskfile_usage(api.objects.url)  # the next upload recounts from the store
     yield api.settings.compute.artifacts
     api.settings.compute.artifacts = saved
 
