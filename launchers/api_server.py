@@ -114,6 +114,24 @@ def _die_with_supervisor() -> None:
         os._exit(1)
 
 
+def _recount_task_files(settings: Settings) -> None:
+    """Count the task-file quota from a listing again, once per API start (not per worker): the
+    count lives in Neo4j, and files deleted by hand while the API was down must free their room."""
+    from alchemiscale_local.backends.objectstore import ObjectStore
+    from alchemiscale_local.backends.statestore import Neo4jStore
+
+    neo = settings.neo4j
+    assert neo.uri and neo.password is not None
+    try:
+        store = Neo4jStore.connect(neo.uri, neo.user, neo.password.get_secret_value(), neo.database)
+        try:
+            store.forget_taskfile_usage(ObjectStore.from_settings(settings.objectstore).url)
+        finally:
+            store.close()
+    except Exception as exc:  # the API starts anyway; the count made before is kept
+        log.warning("could not reset the task-file count: %s", exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -128,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     neo = settings.neo4j
     if not neo.uri or neo.password is None:
         parser.error("the settings file has no neo4j.uri / neo4j.password")
+    _recount_task_files(settings)
     workers = settings.api.workers
     if workers > 1:
         jwt_secret(settings)  # made once here: N workers must not each generate their own

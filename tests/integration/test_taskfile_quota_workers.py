@@ -176,3 +176,25 @@ def test_uploads_over_two_workers_stop_at_the_quota(quota_api: ApiServer, tmp_pa
         i.size for i in api.objects.list_prefix("taskfiles") if not i.location.endswith("manifest.json")
     )
     assert stored == QUOTA
+
+
+def test_each_api_start_counts_the_task_files_again(
+    store: Any, neo4j_connection: Any, tmp_path: Path
+) -> None:
+    """The count lives in Neo4j and outlives the API: files deleted by hand while it was down free
+    their room at its next start (the recount the in-memory count used to give for free)."""
+    from alchemiscale_local.backends.objectstore import ObjectStore
+    from alchemiscale_local.launchers.api_server import _recount_task_files
+    from pydantic import SecretStr
+
+    settings = make_settings(tmp_path)
+    conn = neo4j_connection
+    settings.neo4j.uri, settings.neo4j.user = conn.uri, conn.user
+    settings.neo4j.password, settings.neo4j.database = SecretStr(conn.password), conn.database
+    where = ObjectStore.from_settings(settings.objectstore).url
+    held = store.reserve_taskfile_bytes(where, QUOTA, QUOTA, lambda: 0)
+    store.settle_taskfile_bytes(where, held.id, QUOTA)  # full; then the files go, by hand
+    assert store.reserve_taskfile_bytes(where, FILE, QUOTA, lambda: 0).id is None
+    _recount_task_files(settings)
+    assert store.taskfile_usage(where) is None  # the next upload counts from a listing
+    assert store.reserve_taskfile_bytes(where, FILE, QUOTA, lambda: 0).in_use == 0
