@@ -130,22 +130,23 @@ def claim(
 ) -> list[str | None] | None:
     """Claim up to ``count`` tasks in ``scopes``; null when the service is denied for failures."""
     require_owner(request, store, compute_service_id, token)
-    if not store.computeservice_can_claim(
-        compute_service_id, settings.api.max_failures, settings.api.failure_window_s
-    ):
-        return None
     visible = []
     for scope in scopes:
         visible.extend(token.visible(parse_scope_param(_scope_text(scope))))
     exclude = [parse_scope_param(_scope_text(s)) for s in scopes_exclude or []]
-    claimed = store.claim_tasks(
+    # One read does the failure gate, the held tasks and the candidates; null when denied.
+    claimed = store.claim_for_service(
         compute_service_id,
         count,
         list(dict.fromkeys(visible)),
         protocols,
         include_held=True,
         scopes_exclude=exclude,
+        max_failures=settings.api.max_failures,
+        window_s=settings.api.failure_window_s,
     )
+    if claimed is None:
+        return None
     return claimed + [None] * (count - len(claimed))
 
 

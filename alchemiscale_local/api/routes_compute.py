@@ -101,24 +101,25 @@ def claim(
     settings: Settings = Depends(get_settings),
 ) -> list[str | None] | None:
     require_owner(request, store, body.compute_service_id, token)
-    if not store.computeservice_can_claim(
-        body.compute_service_id, settings.api.max_failures, settings.api.failure_window_s
-    ):
-        return None
     scopes = []
     for text in body.scopes:
         scopes.extend(token.visible(parse_scope_param(text)))
     # Services claim only when idle, so tasks they still hold are re-delivered: a claim whose
     # response was lost (API killed mid-request) is not stranded under a live service.
     exclude = [parse_scope_param(text) for text in body.scopes_exclude or []]
-    claimed = store.claim_tasks(
+    # One read does the failure gate, the held tasks and the candidates; null when denied.
+    claimed = store.claim_for_service(
         body.compute_service_id,
         body.count,
         list(dict.fromkeys(scopes)),
         body.protocols,
         include_held=True,
         scopes_exclude=exclude,
+        max_failures=settings.api.max_failures,
+        window_s=settings.api.failure_window_s,
     )
+    if claimed is None:
+        return None
     return claimed + [None] * (body.count - len(claimed))
 
 

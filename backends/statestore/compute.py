@@ -56,6 +56,34 @@ CALL (th) {
 RETURN th._scoped_key AS hub, th.weight AS weight, collect({k: k, p: p, w: w}) AS candidates
 """
 
+# The failure gate, the held tasks and the candidates of one claim, in one round trip.
+# Held tasks are read only when asked for (``$include_held``); candidates only when the gate
+# lets the service claim and its held tasks do not already fill the request.
+_CLAIM_START = (
+    """
+MATCH (cs:ComputeServiceRegistration {identifier: $id})
+WITH cs, coalesce(cs.failure_times, []) AS f
+WITH cs, f, NOT $gated OR size([x IN f WHERE x >= $cutoff]) <= $max_failures AS allowed
+CALL (cs, allowed) {
+  OPTIONAL MATCH (cs)-[:CLAIMS]->(t:Task {status: 'running'})
+  WHERE allowed AND $include_held AND any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org)
+  AND (s.campaign IS NULL OR t._campaign = s.campaign) AND (s.project IS NULL OR t._project = s.project))
+  WITH t ORDER BY t._scoped_key LIMIT $count
+  RETURN collect(t._scoped_key) AS held
+}
+CALL (allowed, held) {
+  WITH allowed, held WHERE allowed AND size(held) < $count
+"""
+    + _CANDIDATES.replace(
+        "RETURN th._scoped_key AS hub, th.weight AS weight, collect({k: k, p: p, w: w}) AS candidates",
+        "WITH th, collect({k: k, p: p, w: w}) AS candidates\n"
+        "RETURN collect({hub: th._scoped_key, weight: th.weight, candidates: candidates}) AS hubs",
+    )
+    + """}
+RETURN f, allowed, held, hubs
+"""
+)
+
 # Lock each task (SET), then re-read its status: a concurrent claimer that got there
 # first has committed 'running', and this row drops out.
 _CLAIM = """
@@ -180,15 +208,18 @@ class ComputeMixin(StoreBase):
         if not rows:
             raise NotFound(f"no compute service {identifier} (expired or never registered)")
         cutoff = self._now() - window_s
-        recent = [f for f in rows[0]["f"] if f >= cutoff]
-        if len(recent) != len(rows[0]["f"]):
+        self._prune_failures(identifier, rows[0]["f"], cutoff)
+        return len([f for f in rows[0]["f"] if f >= cutoff]) <= max_failures
+
+    def _prune_failures(self, identifier: str, failures: list[float], cutoff: float) -> None:
+        """Drop failures older than ``cutoff``; a write only when there are some."""
+        if any(f < cutoff for f in failures):
             self._write(
                 "MATCH (cs:ComputeServiceRegistration {identifier: $id}) "
                 "SET cs.failure_times = [f IN coalesce(cs.failure_times, []) WHERE f >= $cutoff]",
                 id=identifier,
                 cutoff=cutoff,
             )
-        return len(recent) <= max_failures
 
     # -- claims --------------------------------------------------------------------------
     def claim_tasks(
@@ -207,26 +238,78 @@ class ComputeMixin(StoreBase):
         With ``include_held``, running tasks the service already holds come first, which
         makes a retried claim idempotent for services that claim only when idle.
         """
+        claimed = self.claim_for_service(
+            identifier,
+            count,
+            scopes,
+            protocols,
+            include_held=include_held,
+            scopes_exclude=scopes_exclude,
+        )
+        assert claimed is not None  # no failure gate: never denied
+        return claimed
+
+    def claim_for_service(
+        self,
+        identifier: str,
+        count: int = 1,
+        scopes: Sequence[str | Scope] = ("*-*-*",),
+        protocols: Sequence[str] | None = None,
+        *,
+        include_held: bool = False,
+        scopes_exclude: Sequence[str | Scope] | None = None,
+        max_failures: int | None = None,
+        window_s: float = 0.0,
+    ) -> list[str] | None:
+        """:meth:`claim_tasks` behind the failure gate of :meth:`computeservice_can_claim`.
+
+        None when the service is denied (``max_failures`` given and exceeded in ``window_s``).
+        The gate, the held tasks and the first candidates are one read; the claim one write.
+        """
         if not isinstance(count, int) or count < 1 or count > 1000:
             raise InvalidInput("count must be an integer between 1 and 1000")
         parsed = [parse_scope(s) for s in scopes]
-        if not parsed:
-            return []
         scope_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in parsed]
         excluded = [parse_scope(s) for s in scopes_exclude or ()]
         exclude_rows = [{"org": s.org, "campaign": s.campaign, "project": s.project} for s in excluded]
         protos = list(protocols) if protocols else None
         limit = max(CANDIDATE_MIN, count * CANDIDATE_FACTOR)
-        claimed: list[str] = self._held(identifier, count, scope_rows) if include_held else []
+        if not parsed and max_failures is None:
+            return []
+        now = self._now()
+        gated = max_failures is not None
+        rows = self._read(
+            _CLAIM_START,
+            id=identifier,
+            gated=gated,
+            cutoff=now - window_s,
+            max_failures=max_failures,
+            include_held=include_held,
+            count=count,
+            scopes=scope_rows,
+            exclude=exclude_rows,
+            protocols=protos,
+            limit=limit,
+        )
+        if not rows:
+            raise NotFound(f"no compute service {identifier} (expired or never registered)")
+        row = rows[0]
+        if gated:
+            self._prune_failures(identifier, row["f"], now - window_s)
+            if not row["allowed"]:
+                return None
+        claimed: list[str] = list(row["held"])
+        first: list[dict[str, Any]] | None = row["hubs"]
         for _round in range(8):  # a new read only when concurrent claimers took every candidate
-            if len(claimed) >= count:
+            if len(claimed) >= count or not parsed:
                 break
-            hubs = {
-                r["hub"]: (r["weight"], r["candidates"])
-                for r in self._read(
+            if first is None:
+                found = self._read(
                     _CANDIDATES, scopes=scope_rows, exclude=exclude_rows, protocols=protos, limit=limit
                 )
-            }
+            else:
+                found, first = first, None
+            hubs = {r["hub"]: (r["weight"], r["candidates"]) for r in found}
             if not hubs:
                 break
             while len(claimed) < count and hubs:
@@ -245,29 +328,7 @@ class ComputeMixin(StoreBase):
                     hubs[hub] = (weight, rest)
                 else:
                     del hubs[hub]
-            if len(claimed) >= count:
-                break
-        if not claimed:
-            self._require_service(identifier)  # an expired service learns it must register again
         return claimed
-
-    def _held(self, identifier: str, count: int, scope_rows: list[dict[str, Any]]) -> list[str]:
-        # For a service that claims only when it runs nothing, a task it still holds is one whose
-        # claim response was lost (e.g. the API died mid-request): hand it over again rather
-        # than leave it running forever under a live, heartbeating service.
-        return [
-            r["k"]
-            for r in self._read(
-                "MATCH (:ComputeServiceRegistration {identifier: $id})-[:CLAIMS]->(t:Task {status: 'running'}) "
-                # only within the scopes asked for (the caller's), like any claim
-                "WHERE any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org) "
-                "AND (s.campaign IS NULL OR t._campaign = s.campaign) AND (s.project IS NULL OR t._project = s.project)) "
-                "RETURN t._scoped_key AS k ORDER BY k LIMIT $n",
-                id=identifier,
-                n=count,
-                scopes=scope_rows,
-            )
-        ]
 
     def _claim_keys(self, identifier: str, keys: list[str]) -> list[str]:
         if not keys:
