@@ -23,6 +23,7 @@ import pytest
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 from alchemiscale_local.secretfiles import write_private_json
+from tests.e2e.exports import export_compute_identity
 from tests.tls_helpers import make_ca_and_leaf
 from tests.waiting import wait_for
 
@@ -56,25 +57,7 @@ def client(dep):
 def creds(dep, tmp_path_factory) -> Path:
     """The file `identity add --kind compute --export` writes: URL, identity, certificate pin."""
     path = tmp_path_factory.mktemp("export") / "compute-creds.json"
-    s = dep.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_")}
-    env.update(
-        ALCHEMISCALE_LOCAL_NAME=s.name,
-        ALCHEMISCALE_LOCAL_DATA_DIR=str(s.data_dir),
-        ALCHEMISCALE_LOCAL_CONFIG_DIR=str(s.config_dir),
-        ALCHEMISCALE_LOCAL_LOG_DIR=str(s.log_dir),
-        ALCHEMISCALE_LOCAL_RUNTIME_DIR=str(s.runtime_dir),
-        ALCHEMISCALE_LOCAL_CONFIG_FILE=str(path.parent / "absent.toml"),
-    )
-    done = subprocess.run(
-        [*CLI[:-1], "identity", "add", "remote-pool", "--kind", "compute", "--export", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    data = json.loads(path.read_text())
+    data = export_compute_identity(dep.settings, "remote-pool", path)
     assert data["api_url"].startswith("https://127.0.0.1:") and data["tls"]["sha256"], data
     return path
 

@@ -26,6 +26,7 @@ import pytest
 from alchemiscale_local.cli.slurm import SlurmError, submit_array
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
+from tests.e2e.exports import export_compute_identity
 from tests.plugins.slurm_cluster import DEFAULT_TIME_MIN, SlurmCluster, missing_binaries
 from tests.waiting import wait_for
 
@@ -75,26 +76,7 @@ def figures():
 def creds(dep, tmp_path_factory) -> Path:
     """The compute credentials file `identity add --kind compute --export` writes for the jobs."""
     path = tmp_path_factory.mktemp("export") / "compute.json"
-    s = dep.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_")}
-    env.update(
-        ALCHEMISCALE_LOCAL_NAME=s.name,
-        ALCHEMISCALE_LOCAL_DATA_DIR=str(s.data_dir),
-        ALCHEMISCALE_LOCAL_CONFIG_DIR=str(s.config_dir),
-        ALCHEMISCALE_LOCAL_LOG_DIR=str(s.log_dir),
-        ALCHEMISCALE_LOCAL_RUNTIME_DIR=str(s.runtime_dir),
-        ALCHEMISCALE_LOCAL_CONFIG_FILE=str(path.parent / "absent.toml"),
-    )
-    done = subprocess.run(
-        [*CLI[:-1], "identity", "add", "slurm-pool", "--kind", "compute", "--export", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    assert json.loads(path.read_text())["api_url"] == dep.api_url
+    assert export_compute_identity(dep.settings, "slurm-pool", path)["api_url"] == dep.api_url
     return path
 
 

@@ -1,0 +1,36 @@
+"""`identity add --kind compute --export FILE` run as a user would, for a deployment a test started."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from alchemiscale_local.settings import Settings
+
+
+def export_compute_identity(settings: Settings, name: str, path: Path) -> dict[str, Any]:
+    """Create compute identity ``name`` through the CLI, exported to ``path``; its JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALCHEMISCALE_LOCAL_")}
+    env.update(
+        ALCHEMISCALE_LOCAL_NAME=settings.name,
+        ALCHEMISCALE_LOCAL_DATA_DIR=str(settings.data_dir),
+        ALCHEMISCALE_LOCAL_CONFIG_DIR=str(settings.config_dir),
+        ALCHEMISCALE_LOCAL_LOG_DIR=str(settings.log_dir),
+        ALCHEMISCALE_LOCAL_RUNTIME_DIR=str(settings.runtime_dir),
+        ALCHEMISCALE_LOCAL_CONFIG_FILE=str(path.parent / "absent.toml"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "alchemiscale_local.cli", "identity", "add", name, "--kind", "compute"]
+        + ["--export", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    return json.loads(path.read_text())
