@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from alchemiscale_local.models import SCOPE_PART_PATTERN, InvalidIdentifier, Scope, ScopedKey
+# The models' rules for scope parts and gufe keys (one definition each); a path component is
+# also capped at MAX_COMPONENT bytes.
+from alchemiscale_local.models import GUFE_KEY_RE, SCOPE_PART_RE, InvalidIdentifier, Scope, ScopedKey
 
 from .errors import InvalidPath
 
@@ -24,9 +26,6 @@ MAX_RELPATH = 900  # S3 keys are <= 1024 bytes, leave room for the root prefix a
 MAX_DEPTH = 32
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9._+=@,~-]+$")
-# The scope model's rule (one definition, in models.py); checked again here with \Z.
-_SCOPE_PART_RE = re.compile(rf"^{SCOPE_PART_PATTERN}\Z")
-_GUFE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}-[A-Za-z0-9]{1,128}$")
 
 
 def is_temp_name(name: str) -> bool:
@@ -101,8 +100,8 @@ def scope_parts(scope: Scope | str) -> tuple[str, str, str]:
     except (InvalidIdentifier, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidPath(f"invalid scope: {exc}") from None
     for name, part in zip(("org", "campaign", "project"), parts, strict=False):
-        if not _SCOPE_PART_RE.match(part):
-            raise InvalidPath(f"scope {name} {part!r} must match {_SCOPE_PART_RE.pattern}")
+        if not SCOPE_PART_RE.match(part):
+            raise InvalidPath(f"scope {name} {part!r} must match {SCOPE_PART_RE.pattern}")
     return parts
 
 
@@ -111,7 +110,7 @@ def validate_gufe_key(value: object, what: str = "key") -> str:
     if not isinstance(value, str):
         raise InvalidPath(f"{what} must be a string, got {type(value).__name__}")
     validate_component(value, what)
-    if not _GUFE_KEY_RE.match(value):
+    if not GUFE_KEY_RE.match(value):
         raise InvalidPath(f"{what} {value!r} must look like '<Qualname>-<token>'")
     return value
 
