@@ -31,12 +31,13 @@ science-venv:
 	@.ci/science-python >/dev/null
 
 # The jars come through the science interpreter's own CLI, so a conda user needs no .venv.
+# Infrastructure e2e that gufe does not change (marker one_env) runs once, in test-nogufe: CI time.
 test-science:
 	@py=$$(.ci/science-python); rc=$$?; \
 	if [ $$rc = 3 ]; then echo "test-science: skipped (reason above)"; exit 0; fi; \
 	if [ $$rc != 0 ]; then exit $$rc; fi; \
 	echo "test-science: $$py"; \
-	$$py -m alchemiscale_local.cli neo4j fetch && $$py -m pytest $(PYTEST_ARGS)
+	$$py -m alchemiscale_local.cli neo4j fetch && $$py -m pytest -m "not one_env" $(PYTEST_ARGS)
 
 # Lint: ruff (lint + format check) and mypy over the package.
 lint: $(STAMP)

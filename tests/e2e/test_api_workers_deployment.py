@@ -16,7 +16,7 @@ from alchemiscale_local.api.worker_header import HEADER
 from tests.e2e.test_cli_deployment import deployment_processes, env, run, state_of  # noqa: F401
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_env]
 
 
 def workers_of(pid: int) -> list[psutil.Process]:

@@ -27,7 +27,7 @@ from tests.e2e.exports import export_compute_identity
 from tests.tls_helpers import make_ca_and_leaf
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_env]
 
 CLI = [sys.executable, "-m", "alchemiscale_local.cli", "compute"]
 

@@ -24,7 +24,7 @@ from alchemiscale_local.runtimes.toy.network import build_toy_network
 from tests.conftest import make_isolated_settings
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.one_env, pytest.mark.timeout(900)]
 
 CLI = [sys.executable, "-m", "alchemiscale_local.cli"]
 BUCKET = "lab-results"

@@ -31,6 +31,7 @@ from tests.plugins.slurm_cluster import DEFAULT_TIME_MIN, SlurmCluster, missing_
 from tests.waiting import wait_for
 
 pytestmark = [
+    pytest.mark.one_env,
     pytest.mark.e2e,
     pytest.mark.skipif(bool(missing_binaries()), reason="Slurm/munge not installed (CI installs them)"),
 ]

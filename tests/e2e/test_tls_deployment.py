@@ -23,7 +23,7 @@ from alchemiscale_local.client.pinning import colon_fingerprint, pem_fingerprint
 from tests.tls_helpers import non_loopback_address
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.one_env, pytest.mark.timeout(900)]
 
 CLI = [sys.executable, "-m", "alchemiscale_local.cli"]
 

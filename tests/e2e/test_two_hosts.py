@@ -24,7 +24,7 @@ import pytest
 from tests.e2e import netns
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.one_env, pytest.mark.timeout(600)]
 
 PY = sys.executable
 CLI = [PY, "-m", "alchemiscale_local.cli"]
