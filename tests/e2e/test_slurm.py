@@ -247,6 +247,14 @@ def test_scancel_hands_the_task_back(dep, client, slurm_cluster, env, creds, tmp
         return next((s for s in dep.compute_services() if task in s["tasks"]), None)
 
     svc = wait_for(holder, 120, "the job's service to claim the task")
+    logdir = tmp_path / "data" / "compute" / "logs"
+
+    def service_logs() -> str:
+        return "".join(p.read_text(errors="replace") for p in logdir.glob("*"))
+
+    # scancel while the task runs (a claim answered but not yet started is handed back by the
+    # deregistration alone, without the "abandoned" line this test checks)
+    wait_for(lambda: f"running {task}" in service_logs(), 60, "the service to start the task")
     t0 = time.monotonic()
     slurm_cluster.run("scancel", job)
     try:
@@ -260,7 +268,7 @@ def test_scancel_hands_the_task_back(dep, client, slurm_cluster, env, creds, tmp
     # Handed back by the service itself (abandoned, deregistered), not failed, not expired.
     assert svc["identifier"] not in {s["identifier"] for s in dep.compute_services()}
     assert client.get_task_failures(task, return_as="refs", visualize=False) == []
-    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "data" / "compute" / "logs").glob("*"))
+    logs = service_logs()
     assert f"abandoned {task}" in logs and f"deregistered {svc['identifier']}" in logs, logs
     assert "SIGTERM: handing running tasks back" in job_outputs(tmp_path, job)["0"]
     client.set_tasks_status([task], "invalid")  # nobody runs the 600 s toy task afterwards
