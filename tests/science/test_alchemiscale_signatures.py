@@ -51,9 +51,15 @@ on result methods gives the references (location, sha256, size); failure methods
 
 ## The wire (user API)
 
-Request bodies live in `alchemiscale_local/wire.py`, shared by the server and our client. Keys in a
-body may be ScopedKey strings or alchemiscale's `{gufe_key, org, campaign, project}` objects (one
-validator, `KeyIn`). On alchemiscale's paths the API answers as alchemiscale 0.8 does:
+Request bodies of both APIs live in `alchemiscale_local/wire.py`: the routes declare these models
+and our clients (user and compute) build every body from them (`client/_wire.py`: a body the route
+would refuse is refused before it is sent, with the same 422 message). Keys in a body may be
+ScopedKey strings or alchemiscale's `{gufe_key, org, campaign, project}` objects (one validator,
+`KeyIn`; our clients send strings). A key in a path or query is parsed once, by a dependency in
+`api/keys.py` (`TaskKey`, `NetworkKey`, ...: 400 when malformed, 403 outside the token's scopes),
+and travels inward as a `ScopedKey`: the state store takes `ScopedKey`s and only checks their
+class. One pattern for gufe keys and scope parts (`models.GUFE_KEY_RE`, `SCOPE_PART_RE`).
+On alchemiscale's paths the API answers as alchemiscale 0.8 does:
 `POST /networks` takes `scope` as an object (or our string) and answers the ScopedKey object (plus
 our `network` string and counts); weight setters take a bare number (or `{weight}`) and answer keys;
 actioned-task routes take `task_weights` (list of keys, or `{key: weight}`), bulk answers are lists
