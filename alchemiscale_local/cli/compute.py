@@ -397,10 +397,12 @@ def compute(
         console.print(_start_line(ident, scopes, pool, prefix, limits), soft_wrap=True, highlight=False)
         reason = ""
         while not reason:
-            if pool.done.wait(0.5):
-                reason = "every service ended by itself"
-            elif received:
+            ended = pool.done.wait(0.5)
+            # A signal first: scancel signals the services too, which then end "by themselves".
+            if received:
                 reason = f"{received[0]}: handing running tasks back"
+            elif ended:
+                reason = "every service ended by itself"
             elif deadline is not None and time.time() >= deadline and not finish_running:
                 reason = "max-time reached: handing running tasks back"
         console.print(f"stopping ({reason})", highlight=False)
