@@ -6,7 +6,6 @@ the environment each compute service process really sees.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.e2e.cli_helpers import deployment_processes, state_of
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -45,28 +45,6 @@ def run(env, *args, timeout=240, check=True):
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
-
-
-def state_of(env) -> dict | None:
-    path = Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def deployment_processes(env) -> list[psutil.Process]:
-    """Every live process whose command line points into this test's directories."""
-    roots = [env[f"ALCHEMISCALE_LOCAL_{d}_DIR"] for d in ("DATA", "CONFIG", "LOG", "RUNTIME")]
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-        except psutil.Error:
-            continue
-        if proc.pid != os.getpid() and any(r in cmd for r in roots):
-            found.append(proc)
-    return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 FAKE_NVIDIA_SMI = """#!/bin/sh

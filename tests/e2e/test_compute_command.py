@@ -23,7 +23,7 @@ import pytest
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 from alchemiscale_local.secretfiles import write_private_json
-from tests.e2e.exports import export_compute_identity
+from tests.e2e.cli_helpers import export_compute_identity
 from tests.tls_helpers import make_ca_and_leaf
 from tests.waiting import wait_for
 

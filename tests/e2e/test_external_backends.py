@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from alchemiscale_local.runtimes.toy.network import build_toy_network
 from tests.conftest import make_isolated_settings
+from tests.e2e.cli_helpers import deployment_processes, state_of
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_env, pytest.mark.timeout(900)]
@@ -143,28 +143,6 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300, check: bool = Tru
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
-
-
-def state_of(env: dict[str, str]) -> dict | None:
-    try:
-        return json.loads((Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def deployment_processes(env: dict[str, str]) -> list[psutil.Process]:
-    """Live processes whose command line points into this deployment's directories."""
-    roots = [env[f"ALCHEMISCALE_LOCAL_{d}_DIR"] for d in ("DATA", "CONFIG", "LOG", "RUNTIME")]
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if proc.pid != os.getpid() and any(r in cmd for r in roots):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def user_client(env: dict[str, str]) -> Any:

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from alchemiscale_local.client import AlchemiscaleLocalClient
+from tests.e2e.cli_helpers import state_of
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -48,13 +49,6 @@ def run(env, *args, timeout=300, check=True):
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
-
-
-def state_of(env) -> dict | None:
-    try:
-        return json.loads((Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def neo4j_pid(env) -> int | None:

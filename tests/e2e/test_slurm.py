@@ -26,7 +26,7 @@ import pytest
 from alchemiscale_local.cli.slurm import SlurmError, submit_array
 from alchemiscale_local.deployment import LocalDeployment
 from alchemiscale_local.runtimes.toy.network import build_toy_network
-from tests.e2e.exports import export_compute_identity
+from tests.e2e.cli_helpers import export_compute_identity
 from tests.plugins.slurm_cluster import DEFAULT_TIME_MIN, SlurmCluster, missing_binaries
 from tests.waiting import wait_for
 

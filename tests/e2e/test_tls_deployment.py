@@ -20,6 +20,7 @@ import pytest
 
 from alchemiscale_local.client import AlchemiscaleLocalClient
 from alchemiscale_local.client.pinning import colon_fingerprint, pem_fingerprint
+from tests.e2e.cli_helpers import state_of
 from tests.tls_helpers import non_loopback_address
 from tests.waiting import wait_for
 
@@ -61,14 +62,6 @@ def run(env, *args, timeout=240, check=True):
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
-
-
-def state_of(env) -> dict | None:
-    path = Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def compute_service(env, url: str, creds: Path, log: Path) -> subprocess.Popen:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import netns
+from tests.e2e.cli_helpers import state_of
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_env, pytest.mark.timeout(600)]
@@ -91,13 +92,6 @@ def lab_cli(
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
-
-
-def state_of(env: dict[str, str]) -> dict | None:
-    try:
-        return json.loads((Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def reachable(host: netns.Host, address: str, port: int) -> bool:

@@ -1,4 +1,5 @@
-"""`identity add --kind compute --export FILE` run as a user would, for a deployment a test started."""
+"""What the CLI e2e modules share: a deployment's state file and processes, seen from its test
+environment, and `identity add --kind compute --export FILE` run as a user would."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from alchemiscale_local.settings import Settings
 
@@ -34,3 +37,27 @@ def export_compute_identity(settings: Settings, name: str, path: Path) -> dict[s
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
     return json.loads(path.read_text())
+
+
+def state_of(env: dict[str, str]) -> dict | None:
+    """The state file of the deployment the CLI runs with ``env``; None when it is not running."""
+    path = Path(env["ALCHEMISCALE_LOCAL_RUNTIME_DIR"]) / "default.state.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def deployment_processes(env: dict[str, str]) -> list[psutil.Process]:
+    """Every live process whose command line points into this test's directories."""
+    roots = [env[f"ALCHEMISCALE_LOCAL_{d}_DIR"] for d in ("DATA", "CONFIG", "LOG", "RUNTIME")]
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if proc.pid != os.getpid() and any(r in cmd for r in roots):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        except psutil.Error:
+            continue
+    return found
