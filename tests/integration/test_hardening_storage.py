@@ -18,7 +18,7 @@ import pytest
 from alchemiscale_local.backends.objectstore import InvalidPath, paths
 from api_helpers import pdr_document, submit_toy, toy_network
 
-from alchemiscale_local.models import SCOPE_PART_MAX, InvalidIdentifier, Scope
+from alchemiscale_local.models import SCOPE_PART_MAX, SCOPE_PART_RE, InvalidIdentifier, Scope
 from tests.plugins.api_server import running_api
 
 
@@ -61,8 +61,9 @@ def test_scope_model_and_object_store_paths_share_one_rule(part):
         model_ok = True
     except (InvalidIdentifier, ValueError):
         model_ok = False
-    # the object store's own check of a path part, and its scope parser
-    assert bool(paths._SCOPE_PART_RE.match(part)) == model_ok, part
+    # the object store checks path parts with the models' one pattern, and its scope parser agrees
+    assert paths.SCOPE_PART_RE is SCOPE_PART_RE
+    assert bool(SCOPE_PART_RE.match(part)) == model_ok, part
     try:
         paths.scope_parts(f"{part}-c-p")
         store_ok = True
