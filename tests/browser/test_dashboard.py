@@ -163,7 +163,8 @@ def test_failure_traceback_and_task_page(deployment, toy, browser, artifacts):
     assert "protocol.log" in kept and "toy_plot.png" in kept, kept
     plot = page.locator("figure.plot img").first
     expect(plot).to_be_visible()
-    assert plot.evaluate("img => img.complete && img.naturalWidth > 0")
+    # visible comes before loaded: poll until the browser has decoded it (a broken image never is)
+    wait_for(lambda: plot.evaluate("img => img.complete && img.naturalWidth > 0"), 60, "the plot to load")
     log_url = page.locator("#kept-files a", has_text="protocol.log").first.get_attribute("href")
     assert log_url and page.request.get(ui(deployment, log_url.removeprefix("/ui"))).ok
     page.screenshot(path=str(artifacts / "task-failure.png"), full_page=True)
