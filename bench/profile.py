@@ -246,15 +246,25 @@ def plans(ctx: BenchContext, quick: bool, out: Path) -> None:
 
     _, hubs = claim.setup_tasks(ctx, 1, 50 if quick else 900, "benchplans")
     lines = []
+    # every parameter either query takes (Neo4j ignores the ones a query does not use)
+    params = {
+        "hub": hubs[0],
+        "protocols": None,
+        "limit": 32,
+        "scopes": [{"org": None, "campaign": None, "project": None}],
+        "exclude": [],
+        "skip": [],
+        "r": 0.5,
+    }
     for name, query in (
         ("state store _CANDIDATES", store_compute._CANDIDATES),  # noqa: SLF001
         ("hub-first variant", CANDIDATES_HUB_FIRST),
     ):
         with ctx.driver.session(database=ctx.database) as session:
-            summary = session.run("PROFILE " + query, hub=hubs[0], protocols=None, limit=32).consume()
+            summary = session.run("PROFILE " + query, params).consume()
         start = time.perf_counter()
         for _ in range(10):
-            ctx.driver.execute_query(query, hub=hubs[0], protocols=None, limit=32, database_=ctx.database)
+            ctx.driver.execute_query(query, params, database_=ctx.database)
         lines += [
             f"== {name}: {100 * (time.perf_counter() - start):.1f} ms per query (10 runs)",
             *_plan_lines(summary.profile),

@@ -24,6 +24,8 @@ from .errors import Conflict, Forbidden, InvalidInput, NotFound
 # claimers sample different tasks from the same priority tier instead of colliding.
 CANDIDATE_FACTOR = 8
 CANDIDATE_MIN = 32
+# Further reads of a hub whose candidates concurrent claimers all took before this claim could.
+MAX_RETRIES = 8
 
 _RELEASE_CLAIMS = """
 MATCH (cs:ComputeServiceRegistration) WHERE cs.identifier IN $ids
@@ -35,26 +37,44 @@ WITH DISTINCT cs
 DETACH DELETE cs
 """
 
-# Hubs in scope with their best waiting candidates, in one round trip. The hub anchors
-# every expansion; ``e`` has no label on purpose: with one, the planner may scan every Task
-# per candidate (seen at 4M db hits for 900 tasks).
-_CANDIDATES = """
-MATCH (th:TaskHub) WHERE th.weight > 0 AND any(s IN $scopes WHERE
+# A task a claim may take: waiting, actioned (weight above 0), in the protocol filter, and not
+# extending an unfinished task. ``t`` and ``e`` have no label on purpose (ACTIONS and EXTENDS
+# only ever reach Tasks): with one, a plan cached while there was one hub may start from the
+# Task(status) index and join every waiting task to every hub (seen: 30k db hits for 10 hubs
+# of 60 tasks; and 4M for 900 tasks with the EXTENDS check as an index scan per candidate).
+_CLAIMABLE = """(th)-[a:ACTIONS]->(t)
+  WHERE t.status = 'waiting' AND a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
+  AND NOT EXISTS { (t)-[:EXTENDS]->(e) WHERE e.status <> 'complete' }"""
+
+# ONE hub, chosen by weight among the hubs in scope that have a claimable task, with its best
+# candidates: alchemiscale's order (hub first, then tasks) without reading every hub's tasks.
+# The EXISTS stops at the hub's first claimable task (skipped when only one hub is in scope: the
+# expansion finds out); only the chosen hub is expanded and sorted. The choice walks the hubs in key order to the first whose running weight sum exceeds
+# ``$r * total`` ($r in [0, 1) from the caller's rng). ``$skip``: hubs this claim has emptied.
+_CHOOSE_AND_EXPAND = f"""
+MATCH (th:TaskHub) WHERE th.weight > 0 AND NOT th._scoped_key IN $skip AND any(s IN $scopes WHERE
   (s.org IS NULL OR th._org = s.org) AND (s.campaign IS NULL OR th._campaign = s.campaign)
   AND (s.project IS NULL OR th._project = s.project))
   AND NOT any(x IN $exclude WHERE
   (x.org IS NULL OR th._org = x.org) AND (x.campaign IS NULL OR th._campaign = x.campaign)
   AND (x.project IS NULL OR th._project = x.project))
-CALL (th) {
-  MATCH (th)-[a:ACTIONS]->(t:Task)
-  WHERE t.status = 'waiting' AND a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
-  AND NOT EXISTS { (t)-[:EXTENDS]->(e) WHERE e.status <> 'complete' }
+WITH collect(th) AS scoped
+UNWIND scoped AS th
+WITH th, size(scoped) AS n ORDER BY th._scoped_key
+WITH th WHERE n = 1 OR EXISTS {{ MATCH {_CLAIMABLE} }}
+WITH collect(th) AS hubs, sum(th.weight) AS total
+WITH hubs, reduce(s = {{acc: 0.0, pick: null}}, h IN hubs |
+  {{acc: s.acc + h.weight, pick: CASE WHEN s.pick IS NULL AND s.acc + h.weight > $r * total
+                                   THEN h ELSE s.pick END}}).pick AS pick
+WITH coalesce(pick, last(hubs)) AS th WHERE th IS NOT NULL
+CALL (th) {{
+  MATCH {_CLAIMABLE}
   RETURN t._scoped_key AS k, t.priority AS p, a.weight AS w
   ORDER BY p
   LIMIT $limit
-}
-RETURN th._scoped_key AS hub, th.weight AS weight, collect({k: k, p: p, w: w}) AS candidates
+}}
 """
+_CANDIDATES = _CHOOSE_AND_EXPAND + "RETURN th._scoped_key AS hub, collect({k: k, p: p, w: w}) AS candidates\n"
 
 # The failure gate, the held tasks and the candidates of one claim, in one round trip.
 # Held tasks are read only when asked for (``$include_held``); candidates only when the gate
@@ -65,8 +85,8 @@ MATCH (cs:ComputeServiceRegistration {identifier: $id})
 WITH cs, coalesce(cs.failure_times, []) AS f
 WITH cs, f, NOT $gated OR size([x IN f WHERE x >= $cutoff]) <= $max_failures AS allowed
 CALL (cs, allowed) {
-  OPTIONAL MATCH (cs)-[:CLAIMS]->(t:Task {status: 'running'})
-  WHERE allowed AND $include_held AND any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org)
+  OPTIONAL MATCH (cs)-[:CLAIMS]->(t)  // no Task label: the plan must start from cs, not Task(status)
+  WHERE allowed AND $include_held AND t.status = 'running' AND any(s IN $scopes WHERE (s.org IS NULL OR t._org = s.org)
   AND (s.campaign IS NULL OR t._campaign = s.campaign) AND (s.project IS NULL OR t._project = s.project))
   WITH t ORDER BY t._scoped_key LIMIT $count
   RETURN collect(t._scoped_key) AS held
@@ -74,12 +94,10 @@ CALL (cs, allowed) {
 CALL (allowed, held) {
   WITH allowed, held WHERE allowed AND size(held) < $count
 """
-    + _CANDIDATES.replace(
-        "RETURN th._scoped_key AS hub, th.weight AS weight, collect({k: k, p: p, w: w}) AS candidates",
-        "WITH th, collect({k: k, p: p, w: w}) AS candidates\n"
-        "RETURN collect({hub: th._scoped_key, weight: th.weight, candidates: candidates}) AS hubs",
-    )
-    + """}
+    + _CHOOSE_AND_EXPAND
+    + """WITH th, collect({k: k, p: p, w: w}) AS candidates
+  RETURN collect({hub: th._scoped_key, candidates: candidates}) AS hubs
+}
 RETURN f, allowed, held, hubs
 """
 )
@@ -234,7 +252,7 @@ class ComputeMixin(StoreBase):
     ) -> list[str]:
         """Claim up to ``count`` waiting tasks in ``scopes`` for a registered service.
 
-        Usually two round trips: candidates of every hub in scope, and the claim itself.
+        Usually two round trips: one hub chosen by weight with its candidates, and the claim itself.
         With ``include_held``, running tasks the service already holds come first, which
         makes a retried claim idempotent for services that claim only when idle.
         """
@@ -265,6 +283,8 @@ class ComputeMixin(StoreBase):
 
         None when the service is denied (``max_failures`` given and exceeded in ``window_s``).
         The gate, the held tasks and the first candidates are one read; the claim one write.
+        A further read (another hub chosen by weight) only when the chosen hub runs out before
+        ``count`` tasks are claimed, or concurrent claimers took all of its candidates.
         """
         if not isinstance(count, int) or count < 1 or count > 1000:
             raise InvalidInput("count must be an integer between 1 and 1000")
@@ -290,6 +310,8 @@ class ComputeMixin(StoreBase):
             exclude=exclude_rows,
             protocols=protos,
             limit=limit,
+            skip=[],
+            r=self.rng.random(),
         )
         if not rows:
             raise NotFound(f"no compute service {identifier} (expired or never registered)")
@@ -299,35 +321,41 @@ class ComputeMixin(StoreBase):
             if not row["allowed"]:
                 return None
         claimed: list[str] = list(row["held"])
-        first: list[dict[str, Any]] | None = row["hubs"]
-        for _round in range(8):  # a new read only when concurrent claimers took every candidate
-            if len(claimed) >= count or not parsed:
-                break
-            if first is None:
+        found: list[dict[str, Any]] | None = row["hubs"]
+        skip: list[str] = []  # hubs whose every claimable task this claim has picked
+        retries = 0
+        while len(claimed) < count and parsed:
+            if found is None:
                 found = self._read(
-                    _CANDIDATES, scopes=scope_rows, exclude=exclude_rows, protocols=protos, limit=limit
+                    _CANDIDATES,
+                    scopes=scope_rows,
+                    exclude=exclude_rows,
+                    protocols=protos,
+                    limit=limit,
+                    skip=skip,
+                    r=self.rng.random(),
                 )
-            else:
-                found, first = first, None
-            hubs = {r["hub"]: (r["weight"], r["candidates"]) for r in found}
-            if not hubs:
-                break
-            while len(claimed) < count and hubs:
-                names = list(hubs)
-                hub = self.rng.choices(names, weights=[hubs[n][0] for n in names])[0]
-                weight, candidates = hubs[hub]
+            if not found:
+                break  # no hub in scope has a claimable task
+            hub, candidates = found[0]["hub"], found[0]["candidates"]
+            complete = len(candidates) < limit  # the read saw all of the hub's claimable tasks
+            found = None
+            while len(claimed) < count and candidates:
                 picks = self._pick(candidates, count - len(claimed))
                 if not picks:
-                    del hubs[hub]
-                    continue
+                    break
                 claimed.extend(self._claim_keys(identifier, picks))
                 # Whatever was picked is gone (claimed now, or by someone else): keep the rest.
                 taken = set(picks)
-                rest = [c for c in candidates if c["k"] not in taken]
-                if rest:
-                    hubs[hub] = (weight, rest)
-                else:
-                    del hubs[hub]
+                candidates = [c for c in candidates if c["k"] not in taken]
+            if len(claimed) >= count:
+                break
+            if complete:
+                skip.append(hub)  # emptied: a further read chooses among the other hubs
+            else:
+                retries += 1  # concurrent claimers took every candidate: read again, a few times
+                if retries >= MAX_RETRIES:
+                    break
         return claimed
 
     def _claim_keys(self, identifier: str, keys: list[str]) -> list[str]:

@@ -28,7 +28,13 @@ def one_actioned_task(store) -> str:
 
 def candidates(tx) -> list[str]:
     rows = tx.run(
-        claims._CANDIDATES, scopes=SCOPE_ROW, protocols=None, exclude=[], limit=claims.CANDIDATE_MIN
+        claims._CANDIDATES,
+        scopes=SCOPE_ROW,
+        protocols=None,
+        exclude=[],
+        limit=claims.CANDIDATE_MIN,
+        skip=[],
+        r=0.0,
     ).data()
     return [c["k"] for r in rows for c in r["candidates"]]
 
