@@ -2,8 +2,8 @@
 
 Every network has one TaskHub (``hub_key``: alchemiscale's key, the md5 of the network's
 ScopedKey), with the network's ScopedKey and a weight. A claim from one hub is the claim of
-:class:`ComputeMixin` narrowed to that hub: the same candidate rules (waiting, ACTIONS weight
-above 0, extended task complete, protocol filter), the same priority tiers and weighted pick
+:class:`ComputeMixin` narrowed to that hub: the same candidate rules (``_CLAIMABLE``: waiting,
+ACTIONS weight above 0, extended task complete, protocol filter), the same priority tiers and weighted pick
 (``_pick``) and the same task-locking claim transaction (``_claim_keys``).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from alchemiscale_local.models import Scope, ScopedKey
 
 from .base import key_of, parse_scope
-from .compute import CANDIDATE_FACTOR, CANDIDATE_MIN, ComputeMixin
+from .compute import _CLAIMABLE, CANDIDATE_FACTOR, CANDIDATE_MIN, ComputeMixin
 from .errors import InvalidInput, NotFound
 
 _QUERY = """
@@ -26,16 +26,14 @@ RETURN th._scoped_key AS taskhub, th.network AS network, th.weight AS weight
 ORDER BY taskhub
 """
 
-# The candidate rules of compute._CANDIDATES for one hub. The hub's own weight is not a
-# condition here: it only steers the choice between hubs, and this caller chose one.
-_HUB_CANDIDATES = """
-MATCH (th:TaskHub {_scoped_key: $hub})
-OPTIONAL MATCH (th)-[a:ACTIONS]->(t:Task)
-WHERE t.status = 'waiting' AND a.weight > 0 AND ($protocols IS NULL OR t.protocol IN $protocols)
-  AND NOT EXISTS { (t)-[:EXTENDS]->(e) WHERE e.status <> 'complete' }
+# The candidate rules of compute's claims (one definition, _CLAIMABLE) for one hub. The hub's
+# own weight is not a condition here: it only steers the choice between hubs, and this caller chose one.
+_HUB_CANDIDATES = f"""
+MATCH (th:TaskHub {{_scoped_key: $hub}})
+OPTIONAL MATCH {_CLAIMABLE}
 WITH th, t, a ORDER BY t.priority LIMIT $limit
 RETURN count(th) > 0 AS found,
-       collect(CASE WHEN t IS NULL THEN null ELSE {k: t._scoped_key, p: t.priority, w: a.weight} END) AS candidates
+       collect(CASE WHEN t IS NULL THEN null ELSE {{k: t._scoped_key, p: t.priority, w: a.weight}} END) AS candidates
 """
 
 
